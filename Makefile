@@ -1,0 +1,39 @@
+# `make demo`: set up .venv and run the whole pipeline on the offline default dataset.
+# `make test`: set up .venv and run the test suite (the slow end-to-end `dvc repro` test included).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+# A run on a laptop must not fight over cores: torch sets its own threads (see train/device.py).
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: demo test test-fast setup repro bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+	@echo "Plots: plots/*.png; captions: data/predictions.json; model: models/"
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf data models .dvc/cache .dvc/tmp

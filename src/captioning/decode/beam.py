@@ -1,0 +1,89 @@
+"""Beam search, batched over images *and* beams in one tensor program; beam 1 is greedy decoding.
+
+Semantics (the test's one-image-at-a-time reference follows the same rules):
+- every step keeps the `beam_size` best expansions of the live beams;
+- an expansion that emits <end> becomes a finished hypothesis (its slot is then dead);
+- an image is done when it has `beam_size` finished hypotheses, or after `max_length` tokens;
+- the best finished hypothesis wins, scored by log-probability / length**length_penalty;
+  when no beam finished within `max_length`, the best unfinished beam is returned (never nothing).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from captioning.models.decoders import Decoder, ImageFeatures
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]                      # words only, without <start>/<end>
+    score: float                           # normalised log-probability
+    attention: Optional[torch.Tensor]      # [len(tokens), L] or None
+
+
+def _normalise(logp: float, length: int, length_penalty: float) -> float:
+    return logp / (max(length, 1) ** length_penalty) if length_penalty else logp
+
+
+@torch.inference_mode()
+def beam_search(decoder: Decoder, features: ImageFeatures, start_id: int, end_id: int, beam_size: int = 1,
+                max_length: int = 20, length_penalty: float = 0.0) -> list[Hypothesis]:
+    n_images, k = features.pooled.shape[0], beam_size
+    device = features.pooled.device
+    state = decoder.init_state(features)
+    state = decoder.select(state, torch.arange(n_images, device=device).repeat_interleave(k))
+    scores = torch.full((n_images, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0                                    # all beams start identical: expand only one
+    tokens = torch.full((n_images * k,), start_id, dtype=torch.long, device=device)
+    seqs = torch.empty((n_images * k, 0), dtype=torch.long, device=device)
+    alphas: Optional[torch.Tensor] = None
+    active = torch.arange(n_images)                       # which image each live block of k rows belongs to
+    finished: list[list[Hypothesis]] = [[] for _ in range(n_images)]
+
+    for t in range(max_length):
+        logits, state, alpha = decoder.step(tokens, state)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        vocab_size = logp.shape[1]
+        n = len(active)
+        top_scores, top_idx = (scores.view(-1, 1) + logp).view(n, k * vocab_size).topk(k, dim=1)
+        words = top_idx % vocab_size
+        rows = (torch.arange(n, device=device).unsqueeze(1) * k + top_idx // vocab_size).view(-1)
+        seqs = torch.cat([seqs[rows], words.view(-1, 1)], dim=1)
+        if alpha is not None:
+            step_alpha = alpha.float()[rows].unsqueeze(1)
+            alphas = step_alpha if alphas is None else torch.cat([alphas[rows], step_alpha], dim=1)
+        state = decoder.select(state, rows)
+
+        ended = (words == end_id) & torch.isfinite(top_scores)
+        for i, j in ended.nonzero().tolist():
+            row = i * k + j
+            finished[int(active[i])].append(Hypothesis(
+                seqs[row, :-1].tolist(), _normalise(float(top_scores[i, j]), t + 1, length_penalty),
+                None if alphas is None else alphas[row, :-1].cpu()))
+        scores = top_scores.masked_fill(ended, float("-inf"))
+        tokens = words.view(-1)
+
+        done = torch.tensor([len(finished[int(a)]) >= k for a in active], device=device)
+        done |= ~torch.isfinite(scores).any(dim=1)
+        if bool(done.all()):
+            active = active[:0]
+            break
+        if bool(done.any()):                              # drop finished images: later steps get cheaper
+            keep = (~done).nonzero().view(-1)
+            keep_rows = (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
+            active, scores = active[keep.cpu()], scores[keep]
+            seqs, tokens = seqs[keep_rows], tokens[keep_rows]
+            alphas = None if alphas is None else alphas[keep_rows]
+            state = decoder.select(state, keep_rows)
+
+    for i, image in enumerate(active.tolist()):           # ran out of length
+        if finished[image]:
+            continue
+        j = int(scores[i].argmax())
+        row = i * k + j
+        finished[image].append(Hypothesis(seqs[row].tolist(), _normalise(float(scores[i, j]), max_length, length_penalty),
+                                          None if alphas is None else alphas[row].cpu()))
+    return [max(h, key=lambda x: x.score) for h in finished]

@@ -1,0 +1,35 @@
+"""The decode stage: caption every image of a split from its cached features."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from captioning.decode.beam import beam_search
+from captioning.features.store import FeatureStore
+from captioning.models.artifact import check_features_match, load_model
+from captioning.models.decoders import ImageFeatures
+from captioning.train.device import pick_device, set_cpu_threads
+
+
+def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length: int,
+                 length_penalty: float = 0.0, batch_size: int = 128, device: str = "auto") -> list[dict]:
+    set_cpu_threads()
+    dev = pick_device(device)
+    model = load_model(model_dir, dev)
+    store = FeatureStore(features_dir)
+    check_features_match(model, store.meta, str(features_dir))
+    zero = bool(model.extra.get("zero_features"))
+    need_grid = model.decoder.needs_grid
+    predictions = []
+    for start in tqdm(range(0, len(store.ids), batch_size), desc="decode", unit="batch", mininterval=2):
+        rows = np.arange(start, min(start + batch_size, len(store.ids)))
+        pooled = torch.from_numpy(np.asarray(store.pooled[rows], dtype=np.float32))
+        grid = torch.from_numpy(np.asarray(store.grid[rows], dtype=np.float32)) if need_grid else None
+        feats = ImageFeatures(pooled, grid)
+        feats = (feats.zeros_like() if zero else feats).to(dev)
+        hyps = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, beam_size, max_length, length_penalty)
+        predictions += [{"image_id": int(store.ids[r]), "caption": model.vocab.decode(h.tokens)} for r, h in zip(rows, hyps)]
+    return predictions

@@ -1,0 +1,79 @@
+"""The trained model artifact in `models/`: weights (safetensors), a JSON config and the vocabulary.
+
+Enough for `caption` to load and run it on another machine without the pipeline. Nothing is pickled.
+Loading checks that the weights, the config and the vocabulary agree, and says how to rebuild if not.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from captioning.io import InputError, atomic_path, atomic_write_json, read_json
+from captioning.models.decoders import Decoder, DecoderConfig, build_decoder
+from captioning.text.vocabulary import Vocabulary
+
+WEIGHTS, CONFIG, VOCAB = "model.safetensors", "config.json", "vocab.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CaptionModel:
+    decoder_name: str
+    decoder: Decoder
+    vocab: Vocabulary
+    encoder: dict          # {"name", "weights", "pooled_dim", "grid_shape"}: what the features came from
+    extra: dict            # training summary (epochs, best epoch, ...) for people reading config.json
+
+
+def save_model(model: CaptionModel, out_dir: str | Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.decoder.state_dict().items()}
+    with atomic_path(out_dir / WEIGHTS) as tmp:
+        save_file(state, str(tmp))
+    model.vocab.save(out_dir / VOCAB)
+    atomic_write_json(out_dir / CONFIG, {
+        "format_version": FORMAT_VERSION,
+        "decoder": model.decoder_name,
+        "decoder_config": dataclasses.asdict(model.decoder.config),
+        "vocab_size": len(model.vocab),
+        "vocab_digest": model.vocab.digest,
+        "encoder": model.encoder,
+        **model.extra,
+    })
+
+
+def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> CaptionModel:
+    model_dir = Path(model_dir)
+    for name in (WEIGHTS, CONFIG, VOCAB):
+        if not (model_dir / name).exists():
+            raise InputError(f"{model_dir / name}: missing; a model folder holds {WEIGHTS}, {CONFIG} and {VOCAB}"
+                             " (train one with `dvc repro train`)")
+    config = read_json(model_dir / CONFIG)
+    vocab = Vocabulary.load(model_dir / VOCAB)
+    if config.get("vocab_digest") != vocab.digest or config.get("vocab_size") != len(vocab):
+        raise InputError(f"{model_dir / VOCAB} does not belong to this model (config says {config.get('vocab_size')} "
+                         f"words, digest {config.get('vocab_digest')}; the file has {len(vocab)}, {vocab.digest}); "
+                         "retrain with `dvc repro train` so they are saved together")
+    decoder = build_decoder(config["decoder"], DecoderConfig(**config["decoder_config"]))
+    try:
+        decoder.load_state_dict(load_file(str(model_dir / WEIGHTS)))
+    except RuntimeError as e:
+        raise InputError(f"{model_dir / WEIGHTS} does not match {model_dir / CONFIG}: {e}") from None
+    decoder.to(device).eval()
+    extra = {k: v for k, v in config.items()
+             if k not in ("format_version", "decoder", "decoder_config", "vocab_size", "vocab_digest", "encoder")}
+    return CaptionModel(config["decoder"], decoder, vocab, config["encoder"], extra)
+
+
+def check_features_match(model: CaptionModel, features_meta: dict, where: str) -> None:
+    """The model can only read features from the encoder it was trained on."""
+    want = (model.encoder.get("name"), model.encoder.get("weights"), model.encoder.get("pooled_dim"))
+    got = (features_meta.get("encoder"), features_meta.get("weights"), features_meta.get("pooled_dim"))
+    if want != got:
+        raise InputError(f"{where}: features come from encoder/weights/dim {got} but the model was trained on {want}; "
+                         "rerun `dvc repro` so features and model are rebuilt together")

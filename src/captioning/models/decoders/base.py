@@ -1,0 +1,69 @@
+"""The one interface every decoder family shares.
+
+Training uses teacher forcing (`forward`); decoding uses `init_state` + `step`, one token at a time,
+so greedy and beam search work for every family. A state is a dict of tensors whose first dimension
+is the batch (beam search reorders it with `select`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+State = dict[str, torch.Tensor]
+
+
+@dataclass
+class ImageFeatures:
+    pooled: torch.Tensor                   # [B, D]
+    grid: Optional[torch.Tensor] = None    # [B, L, C] (L = H*W), only for decoders that need it
+
+    def select(self, index: torch.Tensor) -> "ImageFeatures":
+        return ImageFeatures(self.pooled[index], None if self.grid is None else self.grid[index])
+
+    def to(self, device) -> "ImageFeatures":
+        return ImageFeatures(self.pooled.to(device), None if self.grid is None else self.grid.to(device))
+
+    def zeros_like(self) -> "ImageFeatures":
+        return ImageFeatures(torch.zeros_like(self.pooled), None if self.grid is None else torch.zeros_like(self.grid))
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    vocab_size: int
+    pooled_dim: int
+    grid_channels: int = 0
+    embed_dim: int = 256
+    hidden_dim: int = 512
+    num_layers: int = 1
+    dropout: float = 0.5
+
+
+class Decoder(nn.Module):
+    needs_grid: bool = False       # whether the decoder reads the spatial grid (else only the pooled vector)
+    has_attention: bool = False    # whether `step` returns attention weights over the grid
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = config
+
+    def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing. inputs [B, T] start with <start>; returns logits [B, T, V] for the next tokens."""
+        raise NotImplementedError
+
+    def init_state(self, features: ImageFeatures) -> State:
+        raise NotImplementedError
+
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State, Optional[torch.Tensor]]:
+        """One token per sequence [B] -> (logits [B, V], new state, attention [B, L] or None)."""
+        raise NotImplementedError
+
+    def auxiliary_loss(self) -> torch.Tensor | float:
+        """Extra training loss from the last `forward` (e.g. doubly stochastic attention); 0 by default."""
+        return 0.0
+
+    @staticmethod
+    def select(state: State, index: torch.Tensor) -> State:
+        return {k: v[index] for k, v in state.items()}

@@ -1,0 +1,138 @@
+"""Typed parameters: the one place that knows params.yaml.
+
+Every stage loads its section through `load_params()`; a wrong key, type or value stops the stage
+before any work with a message naming the key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from captioning.io import InputError
+
+DataSource = Literal["synthetic", "coco2014", "coco2017", "flickr8k", "karpathy", "folder"]
+EncoderName = Literal[
+    "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "inception_v3",
+]
+DecoderName = Literal["show_tell", "lstm", "gru_init", "soft_attention", "bahdanau_gated", "transformer"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticParams(Section):
+    train: int = Field(2400, ge=1, description="images generated for the train2017 split")
+    val: int = Field(500, ge=1, description="images generated for the val2017 split (val and test come from it)")
+    size: int = Field(224, ge=32, le=1024, description="side of the generated square images, pixels")
+
+
+class DataParams(Section):
+    source: DataSource = "synthetic"
+    root: str = "data/raw"
+    images: Literal["full", "per_image"] = "full"
+    synthetic: SyntheticParams = SyntheticParams()
+
+
+class SubsetParams(Section):
+    train: Optional[int] = Field(2000, ge=1)
+    val: Optional[int] = Field(200, ge=1)
+    test: Optional[int] = Field(200, ge=1)
+
+
+class ResizeParams(Section):
+    size: int = Field(256, ge=32, le=2048)
+    mode: Literal["squash", "crop"] = "squash"
+    workers: Optional[int] = Field(None, ge=1, description="processes; null = every core")
+
+
+class VocabParams(Section):
+    threshold: int = Field(4, ge=1)
+    max_length: int = Field(20, ge=2, description="captions longer than this many words are truncated")
+
+
+class FeaturesParams(Section):
+    encoder: EncoderName = "efficientnet_lite0"
+    weights: Literal["imagenet", "none"] = "imagenet"
+    batch_size: int = Field(64, ge=1)
+
+
+class TrainParams(Section):
+    decoder: DecoderName = "show_tell"
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    embed_dim: int = Field(256, ge=1)
+    hidden_dim: int = Field(512, ge=1)
+    num_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    grad_clip: float = Field(5.0, ge=0, description="0 = no clipping")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    select: Literal["cider", "loss"] = Field("cider", description="validation score that picks the kept epoch")
+    patience: Optional[int] = Field(None, ge=1, description="stop after this many epochs without improvement; null = never")
+    checkpoint_every: int = Field(200, ge=1, description="steps between resume checkpoints (also at every epoch end)")
+    zero_features: bool = Field(False, description="train and decode on zeroed image features (the honesty check)")
+
+
+class DecodeParams(Section):
+    split: Literal["train", "val", "test"] = "test"
+    beam_size: int = Field(1, ge=1)
+    max_length: int = Field(20, ge=1)
+    length_penalty: float = Field(0.0, ge=0, description="beam scores divided by length**this; 0 = raw log-probability")
+    batch_size: int = Field(128, ge=1)
+
+
+class EvaluateParams(Section):
+    spice: bool = False
+
+
+class PlotParams(Section):
+    examples: int = Field(12, ge=0)
+
+
+class Params(Section):
+    seed: int = 0
+    data: DataParams = DataParams()
+    subset: SubsetParams = SubsetParams()
+    resize: ResizeParams = ResizeParams()
+    vocab: VocabParams = VocabParams()
+    features: FeaturesParams = FeaturesParams()
+    train: TrainParams = TrainParams()
+    decode: DecodeParams = DecodeParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    plot: PlotParams = PlotParams()
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(p) for p in error["loc"])
+    value = error.get("input")
+    allowed = error["msg"]
+    if error["type"] == "extra_forbidden":
+        allowed = "unknown key (check the spelling against params.yaml's documented keys)"
+    return f"params.yaml: {key} = {value!r}: {allowed}"
+
+
+def parse_params(raw: dict | None) -> Params:
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as e:
+        raise InputError("\n".join(_describe(err) for err in e.errors())) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: not found; run from the project root (where dvc.yaml is)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: not valid YAML: {e}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of sections (seed, data, subset, ...)")
+    return parse_params(raw)

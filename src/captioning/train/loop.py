@@ -1,0 +1,167 @@
+"""The training loop: teacher forcing, Adam, cross-entropy ignoring padding, validation by decoding.
+
+Resumable at step granularity (see checkpoint.py); keeps the epoch with the best validation score.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from captioning.models.decoders import Decoder, ImageFeatures
+from captioning.params import TrainParams
+from captioning.text.vocabulary import Vocabulary
+from captioning.train.captions import CaptionPairs, epoch_batches
+from captioning.train.checkpoint import load_checkpoint, save_checkpoint
+from captioning.train.validate import greedy_captions, quick_scores
+
+
+@dataclass
+class SplitData:
+    pooled: np.ndarray                 # [N, D] (memory-mapped float16 is fine)
+    grid: Optional[np.ndarray]         # [N, L, C] or None
+    ids: list[int]                     # image id per row
+    pairs: CaptionPairs
+    references: dict[int, list[str]]   # image id -> reference captions
+
+    def features(self, rows: np.ndarray, device, zero: bool, need_grid: bool) -> ImageFeatures:
+        pooled = torch.from_numpy(np.asarray(self.pooled[rows], dtype=np.float32))
+        grid = torch.from_numpy(np.asarray(self.grid[rows], dtype=np.float32)) if need_grid else None
+        feats = ImageFeatures(pooled, grid)
+        return (feats.zeros_like() if zero else feats).to(device)
+
+
+@dataclass
+class TrainResult:
+    best_state: dict
+    best_epoch: int
+    epochs_run: int
+    step_log: list = field(default_factory=list)     # [step, epoch, loss, perplexity]
+    epoch_log: list = field(default_factory=list)    # dicts per epoch
+    seconds: float = 0.0
+
+
+def _scheduler(optimizer, p: TrainParams, total_steps: int):
+    if p.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1))))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+
+
+@torch.no_grad()
+def _val_loss(decoder: Decoder, data: SplitData, p: TrainParams, device, criterion) -> float:
+    decoder.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(data.pairs), 512):
+        idx = np.arange(start, min(start + 512, len(data.pairs)))
+        tokens = torch.from_numpy(data.pairs.tokens[idx]).to(device)
+        feats = data.features(data.pairs.rows[idx], device, p.zero_features, decoder.needs_grid)
+        logits = decoder(feats, tokens[:, :-1])
+        mask = tokens[:, 1:] != 0
+        total += float(nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
+                                                   ignore_index=0, reduction="sum"))
+        count += int(mask.sum())
+    return total / max(count, 1)
+
+
+def _val_captions(decoder, data: SplitData, p: TrainParams, device, vocab, max_length) -> dict[int, str]:
+    decoder.eval()
+    rows = np.arange(len(data.ids))
+    batches = ((np.asarray(data.ids)[rows[s:s + 256]], data.features(rows[s:s + 256], device, p.zero_features, decoder.needs_grid))
+               for s in range(0, len(rows), 256))
+    return greedy_captions(decoder, batches, vocab, max_length)
+
+
+def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Vocabulary, p: TrainParams, seed: int,
+                  device: torch.device, state_dir: Path, run_fingerprint: str,
+                  on_epoch: Optional[Callable[[TrainResult], None]] = None) -> TrainResult:
+    decoder.to(device)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=p.lr)
+    steps_per_epoch = math.ceil(len(train.pairs) / p.batch_size)
+    scheduler = _scheduler(optimizer, p, steps_per_epoch * p.epochs)
+    criterion = nn.CrossEntropyLoss(ignore_index=vocab.pad_id, label_smoothing=p.label_smoothing)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    result = TrainResult(best_state=copy.deepcopy(decoder.state_dict()), best_epoch=0, epochs_run=0)
+    best_score, stale, epoch, batch_start, step = -math.inf, 0, 0, 0, 0
+    saved = load_checkpoint(state_dir, run_fingerprint)
+    if saved is not None:
+        decoder.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+        epoch, batch_start, step = saved["epoch"], saved["batch"], saved["step"]
+        best_score, stale = saved["best_score"], saved["stale"]
+        result = TrainResult(saved["best_model"], saved["best_epoch"], epoch, saved["step_log"], saved["epoch_log"], saved["seconds"])
+        print(f"train: resuming at epoch {epoch + 1}, batch {batch_start} (step {step})")
+
+    def checkpoint(next_epoch: int, next_batch: int):
+        save_checkpoint(state_dir, {
+            "fingerprint": run_fingerprint, "epoch": next_epoch, "batch": next_batch, "step": step,
+            "model": decoder.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(), "best_score": best_score, "stale": stale, "best_model": result.best_state,
+            "best_epoch": result.best_epoch, "step_log": result.step_log, "epoch_log": result.epoch_log,
+            "seconds": result.seconds + (time.perf_counter() - started)})
+
+    started = time.perf_counter()
+    while epoch < p.epochs and not (p.patience and stale >= p.patience):
+        decoder.train()
+        batches = epoch_batches(train.pairs, p.batch_size, seed, epoch)
+        progress = tqdm(batches[batch_start:], desc=f"epoch {epoch + 1}/{p.epochs}", unit="batch",
+                        initial=batch_start, total=len(batches), mininterval=2, leave=False)
+        for b, idx in enumerate(progress, start=batch_start):
+            length = int(train.pairs.lengths[idx].max())
+            tokens = torch.from_numpy(train.pairs.tokens[idx, :length]).to(device)
+            feats = train.features(train.pairs.rows[idx], device, p.zero_features, decoder.needs_grid)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                logits = decoder(feats, tokens[:, :-1])
+                loss = criterion(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+                loss = loss + decoder.auxiliary_loss()
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if p.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(decoder.parameters(), p.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            value = float(loss)
+            result.step_log.append([step, epoch + 1, round(value, 5), round(math.exp(min(value, 50)), 4)])
+            progress.set_postfix(loss=f"{value:.3f}")
+            if step % p.checkpoint_every == 0 and b + 1 < len(batches):
+                checkpoint(epoch, b + 1)
+        progress.close()
+
+        val_loss = _val_loss(decoder, val, p, device, criterion)
+        captions = _val_captions(decoder, val, p, device, vocab, vocab.max_length)
+        scores = quick_scores(val.references, captions)
+        epoch_losses = [row[2] for row in result.step_log if row[1] == epoch + 1]
+        result.epoch_log.append({"epoch": epoch + 1, "train_loss": round(float(np.mean(epoch_losses)), 5),
+                                 "val_loss": round(val_loss, 5), "val_perplexity": round(math.exp(min(val_loss, 50)), 4),
+                                 "val_bleu_4": round(scores["bleu_4"], 5), "val_cider": round(scores["cider"], 5),
+                                 "lr": optimizer.param_groups[0]["lr"]})
+        score = scores["cider"] if p.select == "cider" else -val_loss
+        if score > best_score:
+            best_score, stale = score, 0
+            result.best_state, result.best_epoch = copy.deepcopy(decoder.state_dict()), epoch + 1
+        else:
+            stale += 1
+        print(f"epoch {epoch + 1}: train loss {result.epoch_log[-1]['train_loss']:.3f}  val loss {val_loss:.3f}  "
+              f"val BLEU-4 {scores['bleu_4']:.3f}  val CIDEr {scores['cider']:.3f}")
+        epoch, batch_start = epoch + 1, 0
+        result.epochs_run = epoch
+        checkpoint(epoch, 0)
+        if on_epoch:
+            on_epoch(result)
+    result.seconds += time.perf_counter() - started
+    return result

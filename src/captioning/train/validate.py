@@ -1,0 +1,39 @@
+"""Validation that selects a model decodes for real and scores with the COCO toolkit's scorers.
+
+Greedy captions of the validation images are scored with pycocoevalcap's BLEU and CIDEr-D on our
+tokenization (the PTB tokenizer needs a JVM per call; our tokenizer matches it on these captions
+closely enough for model selection; the evaluate stage reports the official numbers).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import torch
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+
+from captioning.decode.beam import beam_search
+from captioning.text.tokenizer import tokenize
+
+
+def quick_scores(references: dict[int, list[str]], predictions: dict[int, str]) -> dict:
+    ids = [i for i in predictions if i in references]
+    if not ids:
+        return {"bleu_4": 0.0, "cider": 0.0}
+    gts = {i: [" ".join(tokenize(r)) for r in references[i]] for i in ids}
+    res = {i: [" ".join(tokenize(predictions[i])) or "<empty>"] for i in ids}
+    with contextlib.redirect_stdout(io.StringIO()):   # Bleu prints its internals
+        bleu, _ = Bleu(4).compute_score(gts, res)
+    cider, _ = Cider().compute_score(gts, res)
+    return {"bleu_4": float(bleu[3]), "cider": float(cider)}
+
+
+@torch.inference_mode()
+def greedy_captions(decoder, batches, vocab, max_length: int) -> dict[int, str]:
+    """batches: iterable of (image_ids, ImageFeatures) already on the model's device."""
+    out = {}
+    for ids, feats in batches:
+        for image_id, hyp in zip(ids, beam_search(decoder, feats, vocab.start_id, vocab.end_id, 1, max_length)):
+            out[int(image_id)] = vocab.decode(hyp.tokens)
+    return out
