@@ -135,7 +135,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
             scaler.update()
             scheduler.step()
             step += 1
-            value = float(loss)
+            value = float(loss.detach())
             result.step_log.append([step, epoch + 1, round(value, 5), round(math.exp(min(value, 50)), 4)])
             progress.set_postfix(loss=f"{value:.3f}")
             if step % p.checkpoint_every == 0 and b + 1 < len(batches):

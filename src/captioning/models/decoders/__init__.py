@@ -3,11 +3,18 @@ from __future__ import annotations
 
 from captioning.io import InputError
 from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State
+from captioning.models.decoders.attention_lstm import BahdanauGatedDecoder, SoftAttentionDecoder
+from captioning.models.decoders.gru_init import GruInitDecoder
 from captioning.models.decoders.show_tell import ShowTellDecoder
+from captioning.models.decoders.transformer import TransformerCaptionDecoder
 
 DECODERS: dict[str, type[Decoder]] = {
     "show_tell": ShowTellDecoder,
-    "lstm": ShowTellDecoder,
+    "lstm": ShowTellDecoder,            # with train.num_layers: 2 as in the Inception-v3 report
+    "gru_init": GruInitDecoder,
+    "soft_attention": SoftAttentionDecoder,
+    "bahdanau_gated": BahdanauGatedDecoder,
+    "transformer": TransformerCaptionDecoder,
 }
 
 

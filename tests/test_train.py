@@ -1,0 +1,59 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from captioning.models.decoders import DECODERS
+from captioning.train.checkpoint import CHECKPOINT
+from captioning.train.validate import greedy_captions
+from train_toy import train_toy
+
+HERE = Path(__file__).parent
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_every_decoder_learns_the_toy_task(tmp_path, name):
+    decoder, result, vocab, val = train_toy(tmp_path, name, epochs=6)
+    losses = [e["train_loss"] for e in result.epoch_log]
+    assert losses[-1] < losses[0] * 0.7, losses
+    decoder.eval()
+    feats = val.features(torch.arange(len(val.ids)).numpy(), "cpu", False, decoder.needs_grid)
+    captions = greedy_captions(decoder, [(val.ids, feats)], vocab, 10)
+    right = sum(any(c.split()[-2:] == r.split()[-2:] for r in val.references[i]) for i, c in captions.items() if c)
+    assert right >= 0.75 * len(val.ids), captions   # the colour word comes from the image features
+
+
+def test_checkpoint_loads_without_pickle(tmp_path):
+    train_toy(tmp_path, epochs=1)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    assert state["epoch"] == 1 and "optimizer" in state
+
+
+def test_killed_training_resumes_to_the_same_weights(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    clean = tmp_path / "clean.safetensors"
+    subprocess.run([sys.executable, str(HERE / "train_toy.py"), str(tmp_path / "s1"), str(clean)], check=True, env=env)
+
+    state, resumed = tmp_path / "s2", tmp_path / "resumed.safetensors"
+    proc = subprocess.Popen([sys.executable, str(HERE / "train_toy.py"), str(state), str(resumed), "show_tell", "0.05"], env=env)
+    deadline = time.time() + 120
+    while not (state / CHECKPOINT).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not resumed.exists()
+    mid = torch.load(state / CHECKPOINT, weights_only=True)
+    assert (mid["epoch"], mid["batch"]) != (3, 0), "the kill came too late to test resuming"
+
+    subprocess.run([sys.executable, str(HERE / "train_toy.py"), str(state), str(resumed)], check=True, env=env)
+    a, b = load_file(clean), load_file(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

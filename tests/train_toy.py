@@ -1,0 +1,60 @@
+"""Train a decoder on a small learnable toy task; run as a script by the resume test (so it can be killed).
+
+Usage: python tests/train_toy.py STATE_DIR OUT.safetensors [DECODER] [SLEEP_PER_STEP]
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from captioning.models.decoders import DecoderConfig, build_decoder
+from captioning.params import TrainParams
+from captioning.text.vocabulary import build_vocabulary
+from captioning.train.captions import build_pairs
+from captioning.train.loop import SplitData, train_decoder
+
+COLOURS = ["red", "blue", "green", "yellow"]
+
+
+def toy_split(n_images: int, seed: int, vocab=None):
+    """Image i's features encode a colour; its captions name it. Learnable only from the features."""
+    rng = np.random.default_rng(seed)
+    colour = rng.integers(0, len(COLOURS), n_images)
+    pooled = rng.normal(0, 0.1, (n_images, 8)).astype(np.float16)
+    pooled[np.arange(n_images), colour] += 2.0
+    grid = np.repeat(pooled[:, None, :], 4, axis=1)
+    ids = list(range(1000 * seed, 1000 * seed + n_images))
+    anns = [{"id": 5 * i + j, "image_id": ids[i], "caption": f"{pre} {COLOURS[colour[i]]} shape"}
+            for i in range(n_images) for j, pre in enumerate(["a", "one", "a small", "there is a", "a big"])]
+    coco = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in ids], "annotations": anns}
+    if vocab is None:
+        vocab, _ = build_vocabulary([a["caption"] for a in anns], 1, 10)
+    pairs = build_pairs(coco, {image_id: r for r, image_id in enumerate(ids)}, vocab)
+    refs = {i: [a["caption"] for a in anns if a["image_id"] == i] for i in ids}
+    return SplitData(pooled, grid, ids, pairs, refs), vocab
+
+
+def train_toy(state_dir: Path, decoder_name: str = "show_tell", epochs: int = 3, sleep: float = 0.0, **overrides):
+    torch.manual_seed(0)
+    train, vocab = toy_split(64, 1)
+    val, _ = toy_split(16, 2, vocab)
+    p = TrainParams(decoder=decoder_name, epochs=epochs, batch_size=16, lr=0.01, embed_dim=16, hidden_dim=32,
+                    dropout=0.1, checkpoint_every=3, select="loss", **overrides)
+    decoder = build_decoder(decoder_name, DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.1))
+    if sleep:  # slows the steps so the test can kill the process mid-epoch
+        original = decoder.forward
+        decoder.forward = lambda *a, **k: (time.sleep(sleep), original(*a, **k))[1]
+    result = train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), state_dir, "toy")
+    return decoder, result, vocab, val
+
+
+if __name__ == "__main__":
+    name = sys.argv[3] if len(sys.argv) > 3 else "show_tell"
+    sleep = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+    decoder, _, _, _ = train_toy(Path(sys.argv[1]), name, sleep=sleep)
+    save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, sys.argv[2])
