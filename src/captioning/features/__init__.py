@@ -1,0 +1,1 @@
+"""The feature store: CNN features of every image, computed once, memory-mapped for training."""

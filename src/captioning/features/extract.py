@@ -1,0 +1,70 @@
+"""Extract CNN features of a folder of images into a memory-mapped float16 store.
+
+JPEG decoding and preprocessing run in a DataLoader worker, overlapped with the CNN forward on the
+main process; outputs are written to temporary names and renamed, so a killed run leaves nothing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from captioning.features.store import GRID, IDS, META, POOLED
+from captioning.io import atomic_path, atomic_write_json
+from captioning.models.encoders import EncoderSpec, build_encoder
+from captioning.train.device import pick_device, set_cpu_threads
+
+
+class ImageFolder(Dataset):
+    def __init__(self, paths: list[Path], spec: EncoderSpec):
+        self.paths, self.spec = paths, spec
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        with Image.open(self.paths[i]) as image:
+            return self.spec.preprocess(image)
+
+
+def _quiet_worker(_: int) -> None:
+    torch.set_num_threads(1)   # decoding needs one core; more threads only fight the CNN for the CPU
+
+
+def extract_split(image_dir: Path, image_ids: list[int], out_dir: Path, encoder_name: str, weights: str,
+                  batch_size: int, device: str = "auto", workers: int | None = None) -> dict:
+    set_cpu_threads()
+    dev = pick_device(device)
+    spec, encoder = build_encoder(encoder_name, weights)
+    encoder = encoder.to(dev, memory_format=torch.channels_last)
+    n, (h, w), d = len(image_ids), spec.grid_hw, spec.pooled_dim
+    workers = 1 if workers is None else workers
+    loader = DataLoader(ImageFolder([Path(image_dir) / f"{i}.jpg" for i in image_ids], spec), batch_size=batch_size,
+                        num_workers=workers if n else 0, pin_memory=dev.type == "cuda",
+                        worker_init_fn=_quiet_worker)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / POOLED, ".npy") as pooled_tmp, atomic_path(out_dir / GRID, ".npy") as grid_tmp:
+        pooled = np.lib.format.open_memmap(pooled_tmp, mode="w+", dtype=np.float16, shape=(n, d))
+        grid = np.lib.format.open_memmap(grid_tmp, mode="w+", dtype=np.float16, shape=(n, h * w, d))
+        row = 0
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=dev.type == "cuda"):
+            for images in tqdm(loader, desc=f"features {out_dir.name}", unit="batch", mininterval=2):
+                images = images.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                p, g = encoder(images)
+                pooled[row:row + len(images)] = p.float().cpu().numpy()
+                grid[row:row + len(images)] = g.float().cpu().numpy()
+                row += len(images)
+        pooled.flush()
+        grid.flush()
+        del pooled, grid
+    atomic_write_json(out_dir / IDS, [int(i) for i in image_ids], indent=None)
+    meta = {"encoder": encoder_name, "weights": weights, "pooled_dim": d, "grid_shape": [h, w, d],
+            "dtype": "float16", "count": n, "input_size": spec.input_size}
+    atomic_write_json(out_dir / META, meta)
+    return meta

@@ -1,0 +1,33 @@
+"""resize stage: every subset image as an RGB JPEG of one size; bad images skipped, named and counted."""
+from pathlib import Path
+
+import typer
+
+from captioning.data.coco import load_captions
+from captioning.data.images import resize_split
+from captioning.io import atomic_write_json
+from captioning.params import load_params
+from captioning.stage import stage_command, typer_app
+
+app = typer_app(__doc__)
+SPLITS = ("train", "val", "test")
+
+
+@app.command()
+@stage_command
+def main(subset: Path = typer.Option(Path("data/subset"), help="folder with train/val/test.json from filter"),
+         out: Path = typer.Option(Path("data/images"), help="folder for <split>/<image_id>.jpg and report.json"),
+         metrics: Path = typer.Option(Path("metrics/resize.json"), help="counts written/skipped per split"),
+         params: Path = typer.Option(Path("params.yaml"), help="parameters file (section `resize`)")):
+    """`resize.mode` squash (to size x size) or crop (shorter side, centre crop), on every core."""
+    p = load_params(params).resize
+    reports = {s: resize_split(load_captions(subset / f"{s}.json")["images"], out / s, p.size, p.mode, p.workers)
+               for s in SPLITS}
+    atomic_write_json(out / "report.json", reports)
+    counts = {s: {k: v for k, v in r.items() if isinstance(v, (int, float))} for s, r in reports.items()}
+    atomic_write_json(metrics, counts)
+    print("resize: " + ", ".join(f"{s} {c}" for s, c in counts.items()))
+
+
+if __name__ == "__main__":
+    app()
