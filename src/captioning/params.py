@@ -45,7 +45,7 @@ class SubsetParams(Section):
 
 
 class ResizeParams(Section):
-    size: int = Field(256, ge=32, le=2048)
+    size: int = Field(224, ge=32, le=2048)
     mode: Literal["squash", "crop"] = "squash"
     workers: Optional[int] = Field(None, ge=1, description="processes; null = every core")
 
@@ -58,21 +58,21 @@ class VocabParams(Section):
 class FeaturesParams(Section):
     encoder: EncoderName = "efficientnet_lite0"
     weights: Literal["imagenet", "none"] = "imagenet"
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(16, ge=1)
 
 
 class TrainParams(Section):
     decoder: DecoderName = "show_tell"
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(8, ge=1)
     batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(2e-3, gt=0)
     embed_dim: int = Field(256, ge=1)
     hidden_dim: int = Field(512, ge=1)
     num_layers: int = Field(1, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
     grad_clip: float = Field(5.0, ge=0, description="0 = no clipping")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     select: Literal["cider", "loss"] = Field("cider", description="validation score that picks the kept epoch")
     patience: Optional[int] = Field(None, ge=1, description="stop after this many epochs without improvement; null = never")

@@ -44,7 +44,7 @@ class Scene:
 
 
 def random_scene(rng: random.Random) -> Scene:
-    count = rng.choice((1, 2, 2, 3, 3))
+    count = rng.choice((1, 1, 2, 2, 3))
     slots = sorted(rng.sample((0.2, 0.5, 0.8), count)) if count > 1 else [rng.choice((0.25, 0.5, 0.75))]
     items = tuple(Item(rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(SIZES)),
                        x + rng.uniform(-0.04, 0.04), rng.uniform(0.3, 0.7)) for x in slots)

@@ -5,7 +5,7 @@ main process; outputs are written to temporary names and renamed, so a killed ru
 """
 from __future__ import annotations
 
-import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +36,30 @@ def _quiet_worker(_: int) -> None:
     torch.set_num_threads(1)   # decoding needs one core; more threads only fight the CNN for the CPU
 
 
+def _optimise_for_cpu(encoder: torch.nn.Module, spec: EncoderSpec, batch_size: int) -> torch.nn.Module:
+    """Trace and freeze: BatchNorm folds into the convolutions and oneDNN fuses the activations.
+
+    Measured on 2 cores (bench/feature_extraction.py): about 3x faster than eager mode for EfficientNet-Lite0.
+    Any failure keeps the eager module: slower, same numbers.
+    """
+    example = torch.zeros(min(batch_size, 2), 3, spec.input_size, spec.input_size).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.freeze(torch.jit.trace(encoder, example))
+    except Exception as e:  # pragma: no cover - depends on the torch build
+        print(f"features: tracing failed ({e}); using eager mode")
+        return encoder
+
+
 def extract_split(image_dir: Path, image_ids: list[int], out_dir: Path, encoder_name: str, weights: str,
-                  batch_size: int, device: str = "auto", workers: int | None = None) -> dict:
+                  batch_size: int, device: str = "auto", workers: int | None = None, optimise: bool = True) -> dict:
     set_cpu_threads()
     dev = pick_device(device)
     spec, encoder = build_encoder(encoder_name, weights)
     encoder = encoder.to(dev, memory_format=torch.channels_last)
+    if dev.type == "cpu" and optimise:
+        encoder = _optimise_for_cpu(encoder, spec, batch_size)
     n, (h, w), d = len(image_ids), spec.grid_hw, spec.pooled_dim
     workers = 1 if workers is None else workers
     loader = DataLoader(ImageFolder([Path(image_dir) / f"{i}.jpg" for i in image_ids], spec), batch_size=batch_size,
