@@ -63,7 +63,7 @@ class FeaturesParams(Section):
 
 class TrainParams(Section):
     decoder: DecoderName = "show_tell"
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(12, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)
     embed_dim: int = Field(256, ge=1)
@@ -82,7 +82,7 @@ class TrainParams(Section):
 
 class DecodeParams(Section):
     split: Literal["train", "val", "test"] = "test"
-    beam_size: int = Field(1, ge=1)
+    beam_size: int = Field(3, ge=1)
     max_length: int = Field(20, ge=1)
     length_penalty: float = Field(0.0, ge=0, description="beam scores divided by length**this; 0 = raw log-probability")
     batch_size: int = Field(128, ge=1)

@@ -137,7 +137,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
             step += 1
             value = float(loss.detach())
             result.step_log.append([step, epoch + 1, round(value, 5), round(math.exp(min(value, 50)), 4)])
-            progress.set_postfix(loss=f"{value:.3f}")
+            progress.set_postfix(loss=f"{value:.3f}", refresh=False)
             if step % p.checkpoint_every == 0 and b + 1 < len(batches):
                 checkpoint(epoch, b + 1)
         progress.close()

@@ -1,0 +1,68 @@
+"""The `caption` command: caption your own photos with a trained model."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from captioning.io import InputError, atomic_write_json
+from captioning.stage import typer_app
+
+app = typer_app("Caption images with a model trained by this pipeline (`models/` after `dvc repro`).")
+
+
+@app.callback()
+def main() -> None:
+    """Image captioning: `caption predict IMAGE_OR_FOLDER... --model models/`."""
+
+
+@app.command()
+def predict(images: List[Path] = typer.Argument(..., help="image files or folders (searched recursively)"),
+            model: Path = typer.Option(Path("models"), help="model folder: model.safetensors, config.json, vocab.json"),
+            out: Optional[Path] = typer.Option(None, help="write COCO results JSON [{image_id, file_name, caption}] here"),
+            beam_size: int = typer.Option(3, min=1, help="beam width (1 = greedy)"),
+            max_length: int = typer.Option(20, min=1, help="longest caption, in words"),
+            attention_maps: Optional[Path] = typer.Option(None, help="folder for one attention figure per image "
+                                                                     "(attention decoders only)"),
+            device: str = typer.Option("auto", help="auto | cpu | cuda | mps")):
+    """Print a caption for every image (any size or format); unreadable images are reported and skipped."""
+    from captioning.predict import Captioner, find_images
+
+    try:
+        paths = find_images(images)
+        captioner = Captioner(model, device)
+        if attention_maps and not captioner.model.decoder.has_attention:
+            raise InputError(f"--attention-maps: decoder {captioner.model.decoder_name!r} has no attention over the "
+                             "image; train soft_attention or bahdanau_gated")
+        results = captioner.caption(paths, beam_size, max_length)
+    except InputError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    for r in results:
+        typer.echo(f"{r.path}\t{r.caption}" if r.error is None else f"{r.path}\t(skipped: {r.error})")
+    if attention_maps:
+        from captioning.plots.attention import plot_attention
+
+        attention_maps.mkdir(parents=True, exist_ok=True)
+        hw = tuple(captioner.spec.grid_hw)
+        for r in results:
+            if r.attention is not None:
+                plot_attention(r.path, r.words, r.attention, hw, attention_maps / f"{r.path.stem}.png")
+        typer.echo(f"attention maps: {attention_maps}/", err=True)
+    if out:
+        atomic_write_json(out, [{"image_id": _image_id(r.path), "file_name": r.path.name, "caption": r.caption}
+                                for r in results if r.error is None])
+    skipped = sum(r.error is not None for r in results)
+    if skipped:
+        typer.echo(f"{skipped} of {len(results)} images skipped", err=True)
+
+
+def _image_id(path: Path) -> int | str:
+    """COCO file names are their ids (000000431848.jpg -> 431848); other names stay names."""
+    return int(path.stem) if path.stem.isdigit() else path.stem
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,87 @@
+"""Caption people's own images with a trained model folder (no pipeline needed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from captioning.data.images import BadImage, load_rgb
+from captioning.decode.beam import beam_search
+from captioning.io import InputError
+from captioning.models.artifact import CaptionModel, load_model
+from captioning.models.decoders import ImageFeatures
+from captioning.models.encoders import build_encoder
+from captioning.train.device import pick_device, set_cpu_threads
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class Caption:
+    path: Path
+    caption: Optional[str]
+    error: Optional[str] = None
+    words: tuple[str, ...] = ()
+    attention: Optional[np.ndarray] = None     # [len(words), H*W] for attention decoders
+
+
+def find_images(inputs: list[Path]) -> list[Path]:
+    paths = []
+    for item in inputs:
+        if item.is_dir():
+            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif item.exists():
+            paths.append(item)
+        else:
+            raise InputError(f"{item}: no such file or folder")
+    if not paths:
+        raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, inputs))}")
+    return paths
+
+
+class Captioner:
+    def __init__(self, model_dir: Path, device: str = "auto"):
+        set_cpu_threads()
+        self.device = pick_device(device)
+        self.model: CaptionModel = load_model(model_dir, self.device)
+        enc = self.model.encoder
+        self.spec, encoder = build_encoder(enc["name"], enc["weights"])
+        if self.spec.pooled_dim != enc["pooled_dim"]:
+            raise InputError(f"{model_dir}: the model expects {enc['pooled_dim']}-d features but encoder "
+                             f"{enc['name']} gives {self.spec.pooled_dim}")
+        self.encoder = encoder.to(self.device)
+
+    def _batches(self, paths: list[Path], batch_size: int) -> Iterator[tuple[list[Path], list[Caption], torch.Tensor]]:
+        good, bad, tensors = [], [], []
+        for path in paths:
+            try:
+                tensors.append(self.spec.preprocess(load_rgb(path)))
+                good.append(path)
+            except BadImage as e:
+                bad.append(Caption(path, None, str(e)))
+            if len(good) == batch_size:
+                yield good, bad, torch.stack(tensors)
+                good, bad, tensors = [], [], []
+        if good or bad:
+            yield good, bad, torch.stack(tensors) if tensors else torch.empty(0)
+
+    @torch.inference_mode()
+    def caption(self, paths: list[Path], beam_size: int = 3, max_length: int = 20, batch_size: int = 16) -> list[Caption]:
+        vocab, decoder = self.model.vocab, self.model.decoder
+        out: dict[Path, Caption] = {}
+        for good, bad, images in self._batches(paths, batch_size):
+            out.update({c.path: c for c in bad})
+            if not good:
+                continue
+            pooled, grid = self.encoder(images.to(self.device))
+            feats = ImageFeatures(pooled.float(), grid.float() if decoder.needs_grid else None)
+            if self.model.extra.get("zero_features"):
+                feats = feats.zeros_like()
+            for path, hyp in zip(good, beam_search(decoder, feats, vocab.start_id, vocab.end_id, beam_size, max_length)):
+                words = tuple(vocab.words[t] for t in hyp.tokens)
+                attention = hyp.attention.numpy() if hyp.attention is not None else None
+                out[path] = Caption(path, vocab.decode(hyp.tokens), None, words, attention)
+        return [out[p] for p in paths]

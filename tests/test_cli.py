@@ -1,0 +1,78 @@
+"""The `caption predict` command on real photos, with small random-weight models saved as real artifacts."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from captioning.models.artifact import CaptionModel, save_model
+from captioning.models.decoders import DecoderConfig, build_decoder
+from captioning.text.vocabulary import build_vocabulary
+
+CAPTION = [sys.executable, "-m", "captioning.cli"]
+
+
+def make_model(folder, decoder_name):
+    torch.manual_seed(0)
+    vocab, _ = build_vocabulary(["a dog on the grass", "a cat on a sofa", "a man riding a horse"], 1, 12)
+    decoder = build_decoder(decoder_name, DecoderConfig(len(vocab), 1280, 1280, 16, 32, 1, 0.0))
+    encoder = {"name": "efficientnet_lite0", "weights": "none", "pooled_dim": 1280, "grid_shape": [7, 7, 1280]}
+    save_model(CaptionModel(decoder_name, decoder, vocab, encoder, {}), folder)
+    return folder
+
+
+def run(*args):
+    return subprocess.run([*CAPTION, *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from conftest import SHARED_DATA
+
+    folder = SHARED_DATA / "coco_mini" / "val2017"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    return folder
+
+
+def test_predict_folder_writes_coco_results(photos, tmp_path):
+    model = make_model(tmp_path / "m", "show_tell")
+    (tmp_path / "odd").mkdir()
+    shutil.copy(photos / "000000431848.jpg", tmp_path / "odd" / "gray.jpg")            # grayscale
+    Image.open(photos / "000000431848.jpg").convert("RGBA").save(tmp_path / "odd" / "alpha.png")
+    (tmp_path / "odd" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    out = run("predict", photos, tmp_path / "odd", "--model", model, "--out", tmp_path / "p.json", "--beam-size", "2")
+    assert out.returncode == 0, out.stderr
+    results = json.loads((tmp_path / "p.json").read_text())
+    assert len(results) == 22 and {r["image_id"] for r in results} >= {431848, "gray", "alpha"}
+    assert all(isinstance(r["caption"], str) for r in results)
+    assert "broken.jpg\t(skipped:" in out.stdout and "1 of 23 images skipped" in out.stderr
+
+
+def test_attention_maps_for_an_attention_model(photos, tmp_path):
+    model = make_model(tmp_path / "m", "soft_attention")
+    out = run("predict", photos / "000000431848.jpg", "--model", model, "--attention-maps", tmp_path / "maps")
+    assert out.returncode == 0, out.stderr
+    with Image.open(tmp_path / "maps" / "000000431848.png") as figure:
+        assert figure.size[0] > 300
+
+
+def test_attention_maps_refused_for_a_model_without_attention(photos, tmp_path):
+    out = run("predict", photos, "--model", make_model(tmp_path / "m", "show_tell"), "--attention-maps", tmp_path / "maps")
+    assert out.returncode == 2 and "has no attention" in out.stderr
+
+
+def test_missing_or_mismatched_model_is_a_clear_error(photos, tmp_path):
+    out = run("predict", photos, "--model", tmp_path / "nothing")
+    assert out.returncode == 2 and "model.safetensors: missing" in out.stderr
+    model = make_model(tmp_path / "m", "show_tell")
+    other = make_model(tmp_path / "o", "show_tell")
+    vocab = json.loads((other / "vocab.json").read_text())
+    vocab["words"] = vocab["words"][:-1]
+    vocab.pop("digest")
+    (model / "vocab.json").write_text(json.dumps(vocab))
+    out = run("predict", photos, "--model", model)
+    assert out.returncode == 2 and "does not belong to this model" in out.stderr
