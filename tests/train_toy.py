@@ -44,7 +44,7 @@ def train_toy(state_dir: Path, decoder_name: str = "show_tell", epochs: int = 3,
     train, vocab = toy_split(64, 1)
     val, _ = toy_split(16, 2, vocab)
     p = TrainParams(decoder=decoder_name, epochs=epochs, batch_size=16, lr=0.01, embed_dim=16, hidden_dim=32,
-                    dropout=0.1, checkpoint_every=3, select="loss", **overrides)
+                    dropout=0.1, checkpoint_every=3, select="loss", lr_schedule="constant", **overrides)
     decoder = build_decoder(decoder_name, DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.1))
     if sleep:  # slows the steps so the test can kill the process mid-epoch
         original = decoder.forward

@@ -51,7 +51,7 @@ def plot_training_curves(step_log_tsv: str | Path, epoch_log_tsv: str | Path, ou
         for col in score_cols:
             ax_score.plot(epochs["epoch"], epochs[col], "o-", label=col.replace("val_", "validation ").replace("_", "-"))
         ax_score.set_xlabel("epoch")
-        ax_score.set_title("greedy validation scores (toolkit scale 0..1)")
+        ax_score.set_title("greedy validation scores (toolkit scale; CIDEr may exceed 1)")
         ax_score.legend(fontsize=8)
     else:
         no_data(ax_score)

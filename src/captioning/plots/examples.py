@@ -18,15 +18,18 @@ def plot_examples(items: list[dict], out_png: str | Path, columns: int = 4) -> N
         save_png(fig, out_png)
         return
     rows = math.ceil(len(items) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 5.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 6.0 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, item in zip(axes.flat, items):
         with Image.open(item["image_path"]) as image:
             ax.imshow(image.convert("RGB"))
-        refs = "\n".join(textwrap.fill(f"ref: {r}", 44) for r in item["references"][:2])
+        ax.axis("on")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        refs = "\n".join(textwrap.fill(f"ref: {r}", 46) for r in item["references"][:2])
         ax.set_title(textwrap.fill(item["generated"] or "(empty)", 40), fontsize=10, fontweight="bold", loc="left")
-        ax.text(0, -0.04, refs, transform=ax.transAxes, va="top", fontsize=8, color="dimgray")
+        ax.set_xlabel(refs, fontsize=8, color="dimgray", loc="left")
     fig.suptitle("generated caption (bold) and two reference captions", fontsize=12)
     fig.tight_layout()
     save_png(fig, out_png)
