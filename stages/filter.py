@@ -22,7 +22,8 @@ def main(raw: Path = typer.Option(Path("data/raw"), help="output of the download
     """Sample `subset.train/val/test` images with `seed`; val and test never share an image."""
     p = load_params(params)
     source = read_source(raw)
-    splits, stats = build_subsets(source["source"], Path(source["root"]), p.subset.model_dump(), p.seed)
+    splits, stats = build_subsets(source["source"], Path(source["root"]), p.subset.model_dump(), p.seed,
+                                  require_files=source.get("images") != "per_image")
     for split, coco in splits.items():
         write_captions(out / f"{split}.json", coco["images"], coco["annotations"], coco.get("info"))
     atomic_write_json(metrics, stats)

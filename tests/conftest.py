@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# Next to the checkout on the development machines; CI clones elsewhere, so also the fixed location.
+SHARED_DATA = next((p for p in (ROOT.parent / "shared" / "data", Path("/work/shared/data")) if p.is_dir()),
+                   ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ def _coco_pool(root: Path, split: str, year: str) -> tuple[Pool, dict]:
     for ann in annotations:
         by_image[ann["image_id"]].append(ann["caption"])
     pool = [{"id": im["id"], "file_name": im["file_name"], "width": im.get("width"), "height": im.get("height"),
-             "path": str(root / f"{split}{year}" / im["file_name"]), "captions": by_image.get(im["id"], [])}
+             "path": str(root / f"{split}{year}" / im["file_name"]), "coco_url": im.get("coco_url"),
+             "captions": by_image.get(im["id"], [])}
             for im in coco["images"]]
     return pool, skipped
 
@@ -83,13 +84,16 @@ def _folder_pool(root: Path) -> tuple[Pool, dict]:
              "captions": by_image.get(im["id"], [])} for im in coco["images"]], skipped
 
 
-def _usable(pool: Pool, skipped: dict) -> Pool:
-    """Images whose file exists and that have at least one caption; the rest are counted by reason."""
+def _usable(pool: Pool, skipped: dict, require_files: bool = True) -> Pool:
+    """Images whose file exists and that have at least one caption; the rest are counted by reason.
+
+    require_files=False (COCO with data.images = per_image): files are fetched later, by the resize stage.
+    """
     kept = []
     for im in pool:
         if not im["captions"]:
             skipped["no caption"] = skipped.get("no caption", 0) + 1
-        elif not Path(im["path"]).is_file():
+        elif require_files and not Path(im["path"]).is_file():
             skipped["missing file"] = skipped.get("missing file", 0) + 1
         else:
             kept.append(im)
@@ -107,7 +111,8 @@ def _take(pool: Pool, size: Optional[int], key: str, source: str, rng: random.Ra
     return [pool[i] for i in sorted(chosen)], [im for i, im in enumerate(pool) if i not in picked]
 
 
-def build_subsets(source: str, root: Path, sizes: dict, seed: int) -> tuple[dict[str, dict], dict]:
+def build_subsets(source: str, root: Path, sizes: dict, seed: int,
+                  require_files: bool = True) -> tuple[dict[str, dict], dict]:
     root = Path(root)
     skipped: dict[str, dict] = {"train": {}, "val": {}, "test": {}}
     rng = random.Random(seed)
@@ -128,9 +133,9 @@ def build_subsets(source: str, root: Path, sizes: dict, seed: int) -> tuple[dict
         raise InputError(f"data.source = {source!r}: unknown")
 
     chosen: dict[str, Pool] = {}
-    train = _usable(pools.get("train", []), skipped["train"])
+    train = _usable(pools.get("train", []), skipped["train"], require_files)
     chosen["train"], rest = _take(train, sizes.get("train"), "subset.train", f"{source} train", rng)
-    val = _usable(pools.get("val", []), skipped["val"]) if "val" in pools else rest
+    val = _usable(pools.get("val", []), skipped["val"], require_files) if "val" in pools else rest
     if "test" in pools:                 # a real test split (Flickr8k with its list, Karpathy)
         chosen["val"], _ = _take(val, sizes.get("val"), "subset.val", f"{source} val", rng)
         test = _usable(pools["test"], skipped["test"])
@@ -148,7 +153,7 @@ def build_subsets(source: str, root: Path, sizes: dict, seed: int) -> tuple[dict
     for split, images in chosen.items():
         entries, annotations = [], []
         for im in images:
-            entries.append({k: im[k] for k in ("id", "file_name", "width", "height", "path") if im.get(k) is not None})
+            entries.append({k: im[k] for k in ("id", "file_name", "width", "height", "path", "coco_url") if im.get(k) is not None})
             annotations += [{"id": len(annotations) + 1, "image_id": im["id"], "caption": c} for c in im["captions"]]
         splits[split] = {"info": {"source": source, "split": split, "seed": seed}, "images": entries, "annotations": annotations}
         stats[split] = {"images": len(entries), "captions": len(annotations), "skipped": skipped.get(split, {})}
