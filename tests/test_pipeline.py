@@ -3,13 +3,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
+from captioning.features.store import GRID, IDS, META, POOLED, FeatureStore
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -78,6 +82,51 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
 def test_nothing_to_do_after_repro(project):
     out = run(["dvc", "status"], project)
     assert "up to date" in out.lower(), out
+
+
+def lock_md5(project: Path, stage: str, out: str) -> str:
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return next(o["md5"] for o in lock["stages"][stage]["outs"] if o["path"] == out)
+
+
+def test_stage_killed_mid_write_leaves_nothing_partial_and_rerun_matches(project):
+    clean = lock_md5(project, "features", "data/features")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "features"], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    features = project / "data" / "features"
+    while time.time() < deadline and proc.poll() is None:   # kill once the stage is writing (a temporary exists)
+        if features.exists() and any(f.name.startswith(".") for f in features.rglob("*")):
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the stage finished before it could be killed"
+    # DVC runs the command in its own process group: kill the whole tree, as the OOM killer or a power cut would
+    for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
+        p.send_signal(signal.SIGKILL)
+    proc.wait()
+    for f in features.rglob("*") if features.exists() else []:
+        # whatever is left is either a complete file or an unrenamed temporary, never a partial real name
+        assert f.is_dir() or f.name.startswith(".") or f.name in {POOLED, GRID, IDS, META}
+    for split in features.iterdir() if features.exists() else []:
+        if (split / META).exists():                          # meta is written last: the split is whole
+            assert len(FeatureStore(split).ids) > 0
+    status = run(["dvc", "status", "features"], project)
+    assert "modified" in status or "deleted" in status, status   # DVC sees the damage
+    run(["dvc", "repro"], project)                             # reruns it (or restores it from DVC's cache)
+    assert not [f for f in features.rglob(".*")], "temporaries left behind"
+    assert "up to date" in run(["dvc", "status"], project).lower()   # the workspace matches dvc.lock ...
+    assert lock_md5(project, "features", "data/features") == clean     # ... which matches the clean run
+
+
+def test_same_params_twice_give_bit_identical_model_predictions_and_metrics(project):
+    before = {f: (project / f).read_bytes() for f in ("models/model.safetensors", "data/predictions.json",
+                                                       "metrics/metrics.json", "metrics/per_image.csv")}
+    shutil.rmtree(project / "data" / "train_state")          # train again from scratch, not resume
+    for stage in ("train", "decode", "evaluate"):
+        run(["dvc", "repro", "-f", "-s", stage], project)
+    for f, data in before.items():
+        assert (project / f).read_bytes() == data, f"{f} differs between two runs with the same params"
 
 
 def test_exp_run_reruns_only_downstream_of_train(project):

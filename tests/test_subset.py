@@ -65,3 +65,26 @@ def test_real_flickr8k_uses_official_splits(shared_data):
     assert {im["file_name"] for im in splits["val"]["images"]} <= dev_names     # no test list: val and test share dev
     assert {im["file_name"] for im in splits["test"]["images"]} <= dev_names
     assert len(splits["val"]["images"]) == 980 and stats["train"]["captions"] == 250
+
+
+def test_bad_captions_and_missing_files_are_skipped_and_counted(tmp_path):
+    root = tmp_path / "folder"
+    root.mkdir()
+    from PIL import Image
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        Image.new("RGB", (8, 8)).save(root / name)
+    images = [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}, {"id": 3, "file_name": "c.jpg"},
+              {"id": 4, "file_name": "gone.jpg"}]
+    long = "a dog " * 400
+    anns = [{"id": 1, "image_id": 1, "caption": "A café in Zürich ☕"}, {"id": 2, "image_id": 1, "caption": "   "},
+            {"id": 3, "image_id": 2, "caption": ""}, {"id": 4, "image_id": 2, "caption": long},
+            {"id": 5, "image_id": 3, "caption": None}, {"id": 6, "image_id": 4, "caption": "a missing file"},
+            {"id": 7, "image_id": 99, "caption": "no such image"}]
+    (root / "captions.json").write_text(json.dumps({"images": images, "annotations": anns}), encoding="utf-8")
+    splits, stats = build_subsets("folder", root, {"train": 2, "val": None, "test": None}, seed=0)
+    captions = {a["image_id"]: a["caption"] for a in splits["train"]["annotations"]}
+    assert captions[1] == "A café in Zürich ☕"                    # non-ASCII kept as is
+    assert len(captions[2]) == 1000                                 # the documented maximum
+    assert stats["train"]["skipped"] == {"empty caption": 2, "caption cut to 1000 characters": 1,
+                                         "caption not text": 1, "unknown image_id": 1, "no caption": 1,
+                                         "missing file": 1}

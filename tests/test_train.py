@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from captioning.models.decoders import DECODERS
-from captioning.train.checkpoint import CHECKPOINT
+from captioning.train.checkpoint import CHECKPOINT, load_checkpoint
 from captioning.train.validate import greedy_captions
 from train_toy import train_toy
 
@@ -57,3 +57,16 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+class _Exploit:
+    """Unpickling this would run a shell command; a safe loader must refuse it."""
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_malicious_checkpoint_is_not_executed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"fingerprint": "toy", "payload": _Exploit()}, tmp_path / CHECKPOINT)
+    assert load_checkpoint(tmp_path, "toy") is None         # refused, training starts from scratch
+    assert not (tmp_path / "pwned").exists()
