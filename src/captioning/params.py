@@ -41,7 +41,8 @@ class DataParams(Section):
 class SubsetParams(Section):
     train: Optional[int] = Field(2000, ge=1)
     val: Optional[int] = Field(200, ge=1)
-    test: Optional[int] = Field(200, ge=1)
+    test: Optional[int] = Field(200, ge=0, description="0 = no test split (Flickr8k without its test list: "
+                                                        "report on val, the official dev split)")
 
 
 class ResizeParams(Section):
