@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -70,3 +71,21 @@ def test_malicious_checkpoint_is_not_executed(tmp_path, monkeypatch):
     torch.save({"fingerprint": "toy", "payload": _Exploit()}, tmp_path / CHECKPOINT)
     assert load_checkpoint(tmp_path, "toy") is None         # refused, training starts from scratch
     assert not (tmp_path / "pwned").exists()
+
+
+def test_ddp_on_two_gloo_processes_matches_one_process(tmp_path):
+    """Same global batch of 16: 2 ranks x 8 captions give the losses and weights of 1 process x 16."""
+    env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
+    outs = {}
+    for n in (1, 2):
+        out = tmp_path / f"n{n}.safetensors"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+               str(HERE / "train_toy.py"), str(tmp_path / f"state{n}"), str(out), "show_tell", "0", "0"]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outs[n] = (json.loads(Path(str(out) + ".losses.json").read_text()), load_file(out))
+    (losses1, weights1), (losses2, weights2) = outs[1], outs[2]
+    assert len(losses1) == len(losses2) > 10
+    assert losses1 == pytest.approx(losses2, rel=1e-4)           # stated tolerance: 1e-4 relative
+    for k in weights1:
+        assert torch.allclose(weights1[k], weights2[k], atol=1e-4), k

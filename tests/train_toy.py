@@ -1,9 +1,11 @@
 """Train a decoder on a small learnable toy task; run as a script by the resume test (so it can be killed).
 
-Usage: python tests/train_toy.py STATE_DIR OUT.safetensors [DECODER] [SLEEP_PER_STEP]
+Usage: python tests/train_toy.py STATE_DIR OUT.safetensors [DECODER] [SLEEP_PER_STEP] [DROPOUT]
+Also runs under `torchrun` (DDP on gloo); rank 0 writes OUT.safetensors and OUT.losses.json.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from safetensors.torch import save_file
 from captioning.models.decoders import DecoderConfig, build_decoder
 from captioning.params import TrainParams
 from captioning.text.vocabulary import build_vocabulary
+from captioning.train import distributed
 from captioning.train.captions import build_pairs
 from captioning.train.loop import SplitData, train_decoder
 
@@ -39,13 +42,14 @@ def toy_split(n_images: int, seed: int, vocab=None):
     return SplitData(pooled, grid, ids, pairs, refs), vocab
 
 
-def train_toy(state_dir: Path, decoder_name: str = "show_tell", epochs: int = 3, sleep: float = 0.0, **overrides):
+def train_toy(state_dir: Path, decoder_name: str = "show_tell", epochs: int = 3, sleep: float = 0.0,
+              dropout: float = 0.1, **overrides):
     torch.manual_seed(0)
     train, vocab = toy_split(64, 1)
     val, _ = toy_split(16, 2, vocab)
     p = TrainParams(decoder=decoder_name, epochs=epochs, batch_size=16, lr=0.01, embed_dim=16, hidden_dim=32,
-                    dropout=0.1, checkpoint_every=3, select="loss", lr_schedule="constant", **overrides)
-    decoder = build_decoder(decoder_name, DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.1))
+                    dropout=dropout, checkpoint_every=3, select="loss", lr_schedule="constant", **overrides)
+    decoder = build_decoder(decoder_name, DecoderConfig(len(vocab), 8, 8, 16, 32, 1, dropout))
     if sleep:  # slows the steps so the test can kill the process mid-epoch
         original = decoder.forward
         decoder.forward = lambda *a, **k: (time.sleep(sleep), original(*a, **k))[1]
@@ -56,5 +60,10 @@ def train_toy(state_dir: Path, decoder_name: str = "show_tell", epochs: int = 3,
 if __name__ == "__main__":
     name = sys.argv[3] if len(sys.argv) > 3 else "show_tell"
     sleep = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
-    decoder, _, _, _ = train_toy(Path(sys.argv[1]), name, sleep=sleep)
-    save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, sys.argv[2])
+    dropout = float(sys.argv[5]) if len(sys.argv) > 5 else 0.1
+    distributed.init("cpu")
+    decoder, result, _, _ = train_toy(Path(sys.argv[1]), name, sleep=sleep, dropout=dropout)
+    if distributed.is_main():
+        save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, sys.argv[2])
+        Path(sys.argv[2] + ".losses.json").write_text(json.dumps([row[2] for row in result.step_log]))
+    distributed.shutdown()

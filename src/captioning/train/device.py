@@ -21,4 +21,5 @@ def pick_device(name: str = "auto") -> torch.device:
 def set_cpu_threads() -> None:
     """Use every core for intra-op work; inter-op parallelism buys nothing for these small graphs."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, n))
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))   # torchrun: share the cores between ranks
+    torch.set_num_threads(max(1, n // ranks_here))

@@ -20,6 +20,7 @@ from captioning.models.decoders import Decoder, ImageFeatures
 from captioning.params import TrainParams
 from captioning.text.vocabulary import Vocabulary
 from captioning.train.captions import CaptionPairs, epoch_batches
+from captioning.train import distributed
 from captioning.train.checkpoint import load_checkpoint, save_checkpoint
 from captioning.train.validate import greedy_captions, quick_scores
 
@@ -84,10 +85,14 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                   device: torch.device, state_dir: Path, run_fingerprint: str,
                   on_epoch: Optional[Callable[[TrainResult], None]] = None) -> TrainResult:
     decoder.to(device)
+    model = distributed.wrap(decoder, device)          # the decoder itself unless under torchrun
+    world = distributed.rank_and_world()[1]
     optimizer = torch.optim.Adam(decoder.parameters(), lr=p.lr)
     steps_per_epoch = math.ceil(len(train.pairs) / p.batch_size)
     scheduler = _scheduler(optimizer, p, steps_per_epoch * p.epochs)
     criterion = nn.CrossEntropyLoss(ignore_index=vocab.pad_id, label_smoothing=p.label_smoothing)
+    # Summed, then divided by the global batch's token count: the same gradient on 1 or N ranks.
+    summed = nn.CrossEntropyLoss(ignore_index=vocab.pad_id, label_smoothing=p.label_smoothing, reduction="sum")
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -105,6 +110,8 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         print(f"train: resuming at epoch {epoch + 1}, batch {batch_start} (step {step})")
 
     def checkpoint(next_epoch: int, next_batch: int):
+        if not distributed.is_main():
+            return
         save_checkpoint(state_dir, {
             "fingerprint": run_fingerprint, "epoch": next_epoch, "batch": next_batch, "step": step,
             "model": decoder.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -116,15 +123,19 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     while epoch < p.epochs and not (p.patience and stale >= p.patience):
         decoder.train()
         batches = epoch_batches(train.pairs, p.batch_size, seed, epoch)
+        if world > 1:   # every rank needs a non-empty share of each global batch
+            batches = [b for b in batches if len(b) >= world]
         progress = tqdm(batches[batch_start:], desc=f"epoch {epoch + 1}/{p.epochs}", unit="batch",
                         initial=batch_start, total=len(batches), mininterval=2, leave=False)
         for b, idx in enumerate(progress, start=batch_start):
             length = int(train.pairs.lengths[idx].max())
-            tokens = torch.from_numpy(train.pairs.tokens[idx, :length]).to(device)
-            feats = train.features(train.pairs.rows[idx], device, p.zero_features, decoder.needs_grid)
+            n_tokens = max(int((train.pairs.tokens[idx, 1:length] != vocab.pad_id).sum()), 1)
+            mine = distributed.shard(idx)
+            tokens = torch.from_numpy(train.pairs.tokens[mine, :length]).to(device)
+            feats = train.features(train.pairs.rows[mine], device, p.zero_features, decoder.needs_grid)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = decoder(feats, tokens[:, :-1])
-                loss = criterion(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+                logits = model(feats, tokens[:, :-1])
+                loss = summed(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)) * (world / n_tokens)
                 loss = loss + decoder.auxiliary_loss()
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -135,7 +146,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
             scaler.update()
             scheduler.step()
             step += 1
-            value = float(loss.detach())
+            value = distributed.global_mean(float(loss.detach()))
             result.step_log.append([step, epoch + 1, round(value, 5), round(math.exp(min(value, 50)), 4)])
             progress.set_postfix(loss=f"{value:.3f}", refresh=False)
             if step % p.checkpoint_every == 0 and b + 1 < len(batches):
@@ -161,7 +172,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         epoch, batch_start = epoch + 1, 0
         result.epochs_run = epoch
         checkpoint(epoch, 0)
-        if on_epoch:
+        if on_epoch and distributed.is_main():
             on_epoch(result)
     result.seconds += time.perf_counter() - started
     return result

@@ -16,6 +16,7 @@ from captioning.models.decoders import DecoderConfig, build_decoder
 from captioning.params import Params
 from captioning.text.vocabulary import Vocabulary
 from captioning.train.captions import build_pairs
+from captioning.train import distributed
 from captioning.train.checkpoint import fingerprint
 from captioning.train.device import pick_device, set_cpu_threads
 from captioning.train.loop import SplitData, TrainResult, train_decoder
@@ -62,12 +63,15 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
     config = DecoderConfig(vocab_size=len(vocab), pooled_dim=int(meta["pooled_dim"]), grid_channels=int(meta["grid_shape"][-1]),
                            embed_dim=p.embed_dim, hidden_dim=p.hidden_dim, num_layers=p.num_layers, dropout=p.dropout)
     decoder = build_decoder(p.decoder, config)
-    device = pick_device(p.device)
+    device = distributed.init(p.device) or pick_device(p.device)   # under torchrun: this rank's device
     run_id = fingerprint(p.model_dump(), params.seed, vocab.digest, meta, len(train.pairs), len(val.pairs))
     print(f"train: {p.decoder} on {device}, {len(train.pairs)} captions of {len(train.ids)} images, "
           f"{sum(x.numel() for x in decoder.parameters()):,} parameters")
     result = train_decoder(decoder, train, val, vocab, p, params.seed, device, state_dir, run_id,
                            on_epoch=lambda r: write_logs(r, plots_dir))
+    if not distributed.is_main():      # rank 0 writes the model and logs
+        distributed.shutdown()
+        return {}
     write_logs(result, plots_dir)
     decoder.load_state_dict(result.best_state)
     encoder = {"name": meta["encoder"], "weights": meta["weights"], "pooled_dim": int(meta["pooled_dim"]),
@@ -82,4 +86,5 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
     save_model(CaptionModel(p.decoder, decoder, vocab, encoder,
                             {"zero_features": p.zero_features, "training": summary}), models_dir)
     atomic_write_json(metrics_path, summary)
+    distributed.shutdown()
     return summary
