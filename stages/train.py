@@ -22,8 +22,9 @@ def main(features: Path = typer.Option(Path("data/features"), help="feature stor
          params: Path = typer.Option(Path("params.yaml"), help="parameters file (sections `train`, `seed`)")):
     """Teacher-forced training with validation by greedy decoding; resumes from `--state` when interrupted."""
     summary = run_train(load_params(params), features, subset, vocab, out, state, metrics, plots)
-    print(f"train: done, best epoch {summary['best_epoch']}, val CIDEr {summary['best_val_cider']}, "
-          f"{summary['train_seconds']} s")
+    if summary:   # empty on the other ranks under torchrun: rank 0 reports
+        print(f"train: done, best epoch {summary['best_epoch']}, val CIDEr {summary['best_val_cider']}, "
+              f"{summary['train_seconds']} s")
 
 
 if __name__ == "__main__":
