@@ -112,3 +112,11 @@ def test_no_meteor_jvm_left_running(real_captions):
     score_captions(gts, preds)
     alive = [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
     assert not [p for p in alive if "java" in p.name()]
+
+
+def test_spice_runs_or_says_why_not(capsys):
+    refs = {1: ["a dog runs on the grass", "a brown dog running"], 2: ["a red car on a street", "a parked car"]}
+    summary, _ = score_captions(refs, {1: "a dog running on grass", 2: "a red car"}, spice=True)
+    if "spice" not in summary:                       # offline: its models cannot be fetched
+        assert "SPICE could not run" in capsys.readouterr().err
+    assert summary["cider"] > 0 and "bleu_4" in summary

@@ -65,7 +65,9 @@ def _spice(gts: dict, res: dict) -> tuple[float, list[float]] | None:
         score, scores = Spice().compute_score(gts, res)
         return float(score), [float(s["All"]["f"]) for s in scores]
     except Exception as e:  # needs Stanford CoreNLP models, downloaded on first use: fails offline
-        print(f"evaluate: SPICE could not run ({type(e).__name__}: {e}); it is left out", file=sys.stderr)
+        print(f"evaluate: SPICE could not run ({type(e).__name__}: {e}); it is left out. SPICE needs Java and the "
+              "Stanford CoreNLP 3.6.0 models, which pycocoevalcap downloads on first use (network needed once); "
+              "the other metrics are unaffected", file=sys.stderr)
         return None
 
 
