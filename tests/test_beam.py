@@ -91,3 +91,12 @@ def test_always_returns_a_caption_when_no_beam_ends():
         decoder.out.bias[END] = -1e4   # <end> can never win
     hyps = beam_search(decoder, features(3), START, END, beam_size=3, max_length=5)
     assert all(len(h.tokens) == 5 and math.isfinite(h.score) for h in hyps)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_nan_features_still_give_one_caption_per_image(beam_size):
+    decoder = make_decoder("show_tell")
+    feats = features(4)
+    feats.pooled[1] = float("nan")                      # one poisoned image among good ones
+    hyps = beam_search(decoder, feats, START, END, beam_size=beam_size, max_length=5)
+    assert len(hyps) == 4 and all(isinstance(h.tokens, list) for h in hyps)

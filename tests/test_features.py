@@ -8,7 +8,12 @@ from PIL import Image
 from captioning.features.extract import extract_split
 from captioning.features.store import FeatureStore
 from captioning.io import InputError
-from captioning.models.encoders import build_encoder
+from captioning.models.decoders import DecoderConfig, build_decoder
+from captioning.models.encoders import ENCODERS, build_encoder
+from captioning.params import TrainParams
+from captioning.text.vocabulary import build_vocabulary
+from captioning.train.captions import build_pairs
+from captioning.train.loop import SplitData, train_decoder
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +43,24 @@ def test_store_refuses_inconsistent_files(image_dir, tmp_path):
     (tmp_path / "ids.json").write_text(json.dumps([7, 3, 11]))
     with pytest.raises(InputError, match="3 ids but pooled has 2 rows"):
         FeatureStore(tmp_path)
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+def test_every_encoder_feeds_one_training_step(image_dir, tmp_path, encoder):
+    """Features stage code, then one step of the train loop on them: every encoder once (random weights:
+    torchvision's ImageNet weights need the network)."""
+    extract_split(image_dir, [7, 3, 11], tmp_path / "f", encoder, "none", batch_size=2)
+    store = FeatureStore(tmp_path / "f")
+    spec = ENCODERS[encoder]
+    assert store.grid.shape == (3, spec.grid_hw[0] * spec.grid_hw[1], spec.pooled_dim)
+    vocab, _ = build_vocabulary(["a red shape", "a blue shape"], 1, 8)
+    coco = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in store.ids],
+            "annotations": [{"id": n, "image_id": i, "caption": "a red shape"} for n, i in enumerate(store.ids)]}
+    data = SplitData(store.pooled, store.grid, store.ids, build_pairs(coco, store.row_of, vocab),
+                     {i: ["a red shape"] for i in store.ids})
+    decoder = build_decoder("soft_attention", DecoderConfig(len(vocab), spec.pooled_dim, spec.pooled_dim, 8, 16, 1, 0.0))
+    p = TrainParams(decoder="soft_attention", epochs=1, batch_size=4, embed_dim=8, hidden_dim=16)
+    before = [x.detach().clone() for x in decoder.parameters()]
+    result = train_decoder(decoder, data, data, vocab, p, 0, torch.device("cpu"), tmp_path / "state", "x")
+    assert result.epochs_run == 1 and np.isfinite(result.step_log[0][2])
+    assert any(not torch.equal(a, b) for a, b in zip(before, decoder.parameters()))

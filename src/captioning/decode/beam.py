@@ -68,6 +68,12 @@ def beam_search(decoder: Decoder, features: ImageFeatures, start_id: int, end_id
 
         done = torch.tensor([len(finished[int(a)]) >= k for a in active], device=device)
         done |= ~torch.isfinite(scores).any(dim=1)
+        for i in done.nonzero().view(-1).tolist():        # every image leaves with a caption, even if all
+            image = int(active[i])                         # its beams went non-finite (NaN logits)
+            if not finished[image]:
+                row = i * k + int(torch.nan_to_num(scores[i], nan=float("-inf")).argmax())
+                finished[image].append(Hypothesis(seqs[row].tolist(), float("-inf"),
+                                                  None if alphas is None else alphas[row].cpu()))
         if bool(done.all()):
             active = active[:0]
             break

@@ -36,6 +36,16 @@ def _quiet_worker(_: int) -> None:
     torch.set_num_threads(1)   # decoding needs one core; more threads only fight the CNN for the CPU
 
 
+def _finite_float16(x: torch.Tensor, encoder_name: str) -> torch.Tensor:
+    """Values float16 can store. Only an untrained deep encoder (`features.weights: none`) gets here with
+    activations past float16's range; say so rather than write inf/NaN that would poison training."""
+    x = x.float()
+    if not bool(torch.isfinite(x).all()) or float(x.abs().max()) > 65504:
+        print(f"features: {encoder_name} gives values beyond float16's range (untrained weights?); clamped")
+        x = torch.nan_to_num(x, nan=0.0, posinf=65504.0, neginf=-65504.0).clamp(-65504.0, 65504.0)
+    return x
+
+
 def _optimise_for_cpu(encoder: torch.nn.Module, spec: EncoderSpec, batch_size: int) -> torch.nn.Module:
     """Trace and freeze: BatchNorm folds into the convolutions and oneDNN fuses the activations.
 
@@ -75,6 +85,7 @@ def extract_split(image_dir: Path, image_ids: list[int], out_dir: Path, encoder_
             for images in tqdm(loader, desc=f"features {out_dir.name}", unit="batch", mininterval=2):
                 images = images.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 p, g = encoder(images)
+                p, g = _finite_float16(p, encoder_name), _finite_float16(g, encoder_name)
                 pooled[row:row + len(images)] = p.float().cpu().numpy()
                 grid[row:row + len(images)] = g.float().cpu().numpy()
                 row += len(images)
