@@ -79,6 +79,14 @@ class TrainParams(Section):
     patience: Optional[int] = Field(None, ge=1, description="stop after this many epochs without improvement; null = never")
     checkpoint_every: int = Field(200, ge=1, description="steps between resume checkpoints (also at every epoch end)")
     zero_features: bool = Field(False, description="train and decode on zeroed image features (the honesty check)")
+    scst_epochs: int = Field(0, ge=0, description="self-critical epochs on CIDEr-D after the cross-entropy epochs; 0 = none")
+    scst_lr: float = Field(5e-5, gt=0, description="constant learning rate of the self-critical epochs")
+    scst_samples: int = Field(5, ge=2, description="captions sampled per image; each one's baseline is the others' mean reward")
+    scst_batch_size: int = Field(32, ge=1, description="images per self-critical step")
+
+    @property
+    def scst_fields(self) -> set[str]:
+        return {name for name in type(self).model_fields if name.startswith("scst_")}
 
 
 class DecodeParams(Section):

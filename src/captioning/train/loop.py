@@ -1,4 +1,5 @@
-"""The training loop: teacher forcing, Adam, cross-entropy ignoring padding, validation by decoding.
+"""The training loop: teacher forcing, Adam, cross-entropy ignoring padding, validation by decoding;
+then, when `scst_epochs` > 0, self-critical epochs on CIDEr-D starting from the best cross-entropy model.
 
 Resumable at step granularity (see checkpoint.py); keeps the epoch with the best validation score.
 """
@@ -17,11 +18,15 @@ from torch import nn
 from tqdm import tqdm
 
 from captioning.models.decoders import Decoder, ImageFeatures
+from captioning.io import InputError
 from captioning.params import TrainParams
+from captioning.text.tokenizer import tokenize
 from captioning.text.vocabulary import Vocabulary
 from captioning.train.captions import CaptionPairs, epoch_batches
 from captioning.train import distributed
-from captioning.train.checkpoint import load_checkpoint, save_checkpoint
+from captioning.train.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from captioning.train.cider_reward import CiderD
+from captioning.train.scst import scst_loss
 from captioning.train.validate import greedy_captions, quick_scores
 
 
@@ -81,12 +86,25 @@ def _val_captions(decoder, data: SplitData, p: TrainParams, device, vocab, max_l
     return greedy_captions(decoder, batches, vocab, max_length)
 
 
+def image_batches(n_images: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Self-critical epochs go over images (each sampled several times), in a seeded order."""
+    order = np.random.default_rng([seed, epoch]).permutation(n_images)
+    return [order[i:i + batch_size] for i in range(0, n_images, batch_size)]
+
+
+def _train_rewarder(train: SplitData) -> CiderD:
+    return CiderD({i: [tokenize(r) for r in train.references.get(i, [])] for i in train.ids})
+
+
 def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Vocabulary, p: TrainParams, seed: int,
                   device: torch.device, state_dir: Path, run_fingerprint: str,
                   on_epoch: Optional[Callable[[TrainResult], None]] = None) -> TrainResult:
     decoder.to(device)
     model = distributed.wrap(decoder, device)          # the decoder itself unless under torchrun
     world = distributed.rank_and_world()[1]
+    if p.scst_epochs and world > 1:
+        raise InputError("train.scst_epochs: self-critical training runs in one process; "
+                         "train the cross-entropy epochs under torchrun, then the SCST epochs without it")
     optimizer = torch.optim.Adam(decoder.parameters(), lr=p.lr)
     steps_per_epoch = math.ceil(len(train.pairs) / p.batch_size)
     scheduler = _scheduler(optimizer, p, steps_per_epoch * p.epochs)
@@ -95,10 +113,16 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     summed = nn.CrossEntropyLoss(ignore_index=vocab.pad_id, label_smoothing=p.label_smoothing, reduction="sum")
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # The SCST settings act only after the cross-entropy epochs: a finished cross-entropy run's checkpoint
+    # continues into added SCST epochs, but a checkpoint taken mid-SCST needs the same SCST settings.
+    scst_fingerprint = fingerprint(p.model_dump(include=p.scst_fields))
 
     result = TrainResult(best_state=copy.deepcopy(decoder.state_dict()), best_epoch=0, epochs_run=0)
     best_score, stale, epoch, batch_start, step = -math.inf, 0, 0, 0, 0
     saved = load_checkpoint(state_dir, run_fingerprint)
+    if saved is not None and saved["epoch"] > p.epochs and saved.get("scst_fingerprint") != scst_fingerprint:
+        print(f"train: the checkpoint in {state_dir} is from other SCST settings; starting from scratch")
+        saved = None
     if saved is not None:
         decoder.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -113,30 +137,60 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         if not distributed.is_main():
             return
         save_checkpoint(state_dir, {
-            "fingerprint": run_fingerprint, "epoch": next_epoch, "batch": next_batch, "step": step,
-            "model": decoder.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "fingerprint": run_fingerprint, "scst_fingerprint": scst_fingerprint, "epoch": next_epoch, "batch": next_batch,
+            "step": step, "model": decoder.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng": torch.get_rng_state(), "best_score": best_score, "stale": stale, "best_model": result.best_state,
             "best_epoch": result.best_epoch, "step_log": result.step_log, "epoch_log": result.epoch_log,
             "seconds": result.seconds + (time.perf_counter() - started)})
 
     started = time.perf_counter()
-    while epoch < p.epochs and not (p.patience and stale >= p.patience):
+    rewarder: Optional[CiderD] = None
+    while epoch < p.epochs + p.scst_epochs:
+        scst = epoch >= p.epochs
+        if not scst and p.patience and stale >= p.patience:
+            epoch, batch_start = p.epochs, 0               # early stop: on to the SCST epochs, if any
+            continue
+        if scst and batch_start == 0 and epoch == p.epochs:
+            # SCST starts from the best cross-entropy model, with a fresh optimizer at its own rate, and must
+            # beat that model's validation CIDEr to be kept.
+            decoder.load_state_dict(result.best_state)
+            optimizer.state.clear()
+            for group in optimizer.param_groups:
+                group["lr"] = p.scst_lr
+            best_epoch_log = result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
+            best_score, stale = best_epoch_log.get("val_cider", -math.inf), 0
+        if scst and p.patience and stale >= p.patience:
+            break
+        if scst and rewarder is None:
+            rewarder = _train_rewarder(train)
         decoder.train()
-        batches = epoch_batches(train.pairs, p.batch_size, seed, epoch)
+        if scst:
+            batches = image_batches(len(train.ids), p.scst_batch_size, seed, epoch)
+        else:
+            batches = epoch_batches(train.pairs, p.batch_size, seed, epoch)
         if world > 1:   # every rank needs a non-empty share of each global batch
             batches = [b for b in batches if len(b) >= world]
-        progress = tqdm(batches[batch_start:], desc=f"epoch {epoch + 1}/{p.epochs}", unit="batch",
-                        initial=batch_start, total=len(batches), mininterval=2, leave=False)
+        progress = tqdm(batches[batch_start:], desc=f"{'SCST ' if scst else ''}epoch {epoch + 1}/{p.epochs + p.scst_epochs}",
+                        unit="batch", initial=batch_start, total=len(batches), mininterval=2, leave=False)
+        rewards = []
         for b, idx in enumerate(progress, start=batch_start):
-            length = int(train.pairs.lengths[idx].max())
-            n_tokens = max(int((train.pairs.tokens[idx, 1:length] != vocab.pad_id).sum()), 1)
-            mine = distributed.shard(idx)
-            tokens = torch.from_numpy(train.pairs.tokens[mine, :length]).to(device)
-            feats = train.features(train.pairs.rows[mine], device, p.zero_features, decoder.needs_grid)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = model(feats, tokens[:, :-1])
-                loss = summed(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)) * (world / n_tokens)
-                loss = loss + decoder.auxiliary_loss()
+            if scst:
+                feats = train.features(idx, device, p.zero_features, decoder.needs_grid)
+                loss, reward = scst_loss(decoder, feats, [train.ids[r] for r in idx], rewarder, vocab,
+                                         p.scst_samples, vocab.max_length)
+                loss = loss / (len(idx) * p.scst_samples)
+                rewards.append(reward)
+                progress.set_postfix(reward=f"{reward:.3f}", refresh=False)
+            else:
+                length = int(train.pairs.lengths[idx].max())
+                n_tokens = max(int((train.pairs.tokens[idx, 1:length] != vocab.pad_id).sum()), 1)
+                mine = distributed.shard(idx)
+                tokens = torch.from_numpy(train.pairs.tokens[mine, :length]).to(device)
+                feats = train.features(train.pairs.rows[mine], device, p.zero_features, decoder.needs_grid)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    logits = model(feats, tokens[:, :-1])
+                    loss = summed(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)) * (world / n_tokens)
+                    loss = loss + decoder.auxiliary_loss()
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if p.grad_clip:
@@ -144,11 +198,12 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                 nn.utils.clip_grad_norm_(decoder.parameters(), p.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            scheduler.step()
             step += 1
-            value = distributed.global_mean(float(loss.detach()))
-            result.step_log.append([step, epoch + 1, round(value, 5), round(math.exp(min(value, 50)), 4)])
-            progress.set_postfix(loss=f"{value:.3f}", refresh=False)
+            if not scst:
+                scheduler.step()
+                value = distributed.global_mean(float(loss.detach()))
+                result.step_log.append([step, epoch + 1, round(value, 5), round(math.exp(min(value, 50)), 4)])
+                progress.set_postfix(loss=f"{value:.3f}", refresh=False)
             if step % p.checkpoint_every == 0 and b + 1 < len(batches):
                 checkpoint(epoch, b + 1)
         progress.close()
@@ -157,17 +212,21 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         captions = _val_captions(decoder, val, p, device, vocab, vocab.max_length)
         scores = quick_scores(val.references, captions)
         epoch_losses = [row[2] for row in result.step_log if row[1] == epoch + 1]
-        result.epoch_log.append({"epoch": epoch + 1, "train_loss": round(float(np.mean(epoch_losses)), 5),
+        result.epoch_log.append({"epoch": epoch + 1, "phase": "scst" if scst else "xe",
+                                 "train_loss": round(float(np.mean(epoch_losses)), 5) if epoch_losses else None,
+                                 "train_reward": round(float(np.mean(rewards)), 5) if rewards else None,
                                  "val_loss": round(val_loss, 5), "val_perplexity": round(math.exp(min(val_loss, 50)), 4),
                                  "val_bleu_4": round(scores["bleu_4"], 5), "val_cider": round(scores["cider"], 5),
                                  "lr": optimizer.param_groups[0]["lr"]})
-        score = scores["cider"] if p.select == "cider" else -val_loss
+        score = scores["cider"] if (p.select == "cider" or scst) else -val_loss
         if score > best_score:
             best_score, stale = score, 0
             result.best_state, result.best_epoch = copy.deepcopy(decoder.state_dict()), epoch + 1
         else:
             stale += 1
-        print(f"epoch {epoch + 1}: train loss {result.epoch_log[-1]['train_loss']:.3f}  val loss {val_loss:.3f}  "
+        head = (f"train reward (CIDEr-D) {result.epoch_log[-1]['train_reward']:.3f}" if scst
+                else f"train loss {result.epoch_log[-1]['train_loss']:.3f}")
+        print(f"epoch {epoch + 1}: {head}  val loss {val_loss:.3f}  "
               f"val BLEU-4 {scores['bleu_4']:.3f}  val CIDEr {scores['cider']:.3f}")
         epoch, batch_start = epoch + 1, 0
         result.epochs_run = epoch

@@ -47,8 +47,8 @@ def _tsv(rows: list, header: list[str]) -> str:
 
 def write_logs(result: TrainResult, plots_dir: Path) -> None:
     atomic_write_text(plots_dir / "steps.tsv", _tsv(result.step_log, ["step", "epoch", "loss", "perplexity"]))
-    header = list(result.epoch_log[0]) if result.epoch_log else ["epoch"]
-    atomic_write_text(plots_dir / "epochs.tsv", _tsv([[e[h] for h in header] for e in result.epoch_log], header))
+    header = list(dict.fromkeys(k for e in result.epoch_log for k in e)) or ["epoch"]
+    atomic_write_text(plots_dir / "epochs.tsv", _tsv([[e.get(h) for h in header] for e in result.epoch_log], header))
 
 
 def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: Path, models_dir: Path,
@@ -64,7 +64,7 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
                            embed_dim=p.embed_dim, hidden_dim=p.hidden_dim, num_layers=p.num_layers, dropout=p.dropout)
     decoder = build_decoder(p.decoder, config)
     device = distributed.init(p.device) or pick_device(p.device)   # under torchrun: this rank's device
-    run_id = fingerprint(p.model_dump(), params.seed, vocab.digest, meta, len(train.pairs), len(val.pairs))
+    run_id = fingerprint(p.model_dump(exclude=p.scst_fields), params.seed, vocab.digest, meta, len(train.pairs), len(val.pairs))
     print(f"train: {p.decoder} on {device}, {len(train.pairs)} captions of {len(train.ids)} images, "
           f"{sum(x.numel() for x in decoder.parameters()):,} parameters")
     result = train_decoder(decoder, train, val, vocab, p, params.seed, device, state_dir, run_id,
@@ -79,9 +79,10 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
     best = result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
     summary = {"epochs": result.epochs_run, "best_epoch": result.best_epoch, "device": str(device),
                "train_seconds": round(result.seconds, 1), "seconds_per_epoch": round(result.seconds / max(result.epochs_run, 1), 1),
-               "final_train_loss": result.epoch_log[-1]["train_loss"] if result.epoch_log else None,
+               "final_train_loss": next((e["train_loss"] for e in reversed(result.epoch_log) if e.get("train_loss") is not None), None),
+               "final_train_reward": next((e["train_reward"] for e in reversed(result.epoch_log) if e.get("train_reward") is not None), None),
                "best_val_loss": best.get("val_loss"), "best_val_bleu_4": best.get("val_bleu_4"),
-               "best_val_cider": best.get("val_cider"), "captions": len(train.pairs),
+               "best_val_cider": best.get("val_cider"), "scst_epochs": p.scst_epochs, "captions": len(train.pairs),
                "parameters": sum(x.numel() for x in decoder.parameters())}
     save_model(CaptionModel(p.decoder, decoder, vocab, encoder,
                             {"zero_features": p.zero_features, "training": summary}), models_dir)
