@@ -62,3 +62,21 @@ def test_self_critical_epochs_raise_the_cider_reward(tmp_path, name):
     rewards = [e["train_reward"] for e in log[1:]]
     assert rewards[-1] > rewards[0] + 0.2, rewards
     assert max(e["val_cider"] for e in log[1:]) > log[0]["val_cider"], log
+
+
+def test_checkpoint_inside_the_first_scst_epoch_needs_the_same_scst_settings(tmp_path, capsys):
+    from captioning.train.checkpoint import CHECKPOINT
+
+    train, vocab = toy_split(16, 1)
+    val, _ = toy_split(4, 2, vocab)
+    common = dict(decoder="show_tell", epochs=1, batch_size=16, embed_dim=16, hidden_dim=32, dropout=0.0,
+                  scst_epochs=1, scst_batch_size=4, scst_samples=2)
+    decoder = build_decoder("show_tell", DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0))
+    train_decoder(decoder, train, val, vocab, TrainParams(**common), 0, torch.device("cpu"), tmp_path, "run")
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    state.update(epoch=1, batch=2)             # as if killed half-way through the first SCST epoch
+    torch.save(state, tmp_path / CHECKPOINT)
+    capsys.readouterr()
+    other = TrainParams(**common, scst_lr=1e-3)
+    train_decoder(decoder, train, val, vocab, other, 0, torch.device("cpu"), tmp_path, "run")
+    assert "from other SCST settings" in capsys.readouterr().out

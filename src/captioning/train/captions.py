@@ -49,3 +49,9 @@ def epoch_batches(pairs: CaptionPairs, batch_size: int, seed: int, epoch: int, b
         part = part[np.argsort(-pairs.lengths[part], kind="stable")]
         batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def image_batches(n_images: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Self-critical epochs go over images (each sampled several times), in a seeded order."""
+    order = np.random.default_rng([seed, epoch]).permutation(n_images)
+    return [order[i:i + batch_size] for i in range(0, n_images, batch_size)]

@@ -22,7 +22,7 @@ from captioning.io import InputError
 from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
 from captioning.text.vocabulary import Vocabulary
-from captioning.train.captions import CaptionPairs, epoch_batches
+from captioning.train.captions import CaptionPairs, epoch_batches, image_batches
 from captioning.train import distributed
 from captioning.train.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from captioning.train.cider_reward import CiderD
@@ -86,12 +86,6 @@ def _val_captions(decoder, data: SplitData, p: TrainParams, device, vocab, max_l
     return greedy_captions(decoder, batches, vocab, max_length)
 
 
-def image_batches(n_images: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """Self-critical epochs go over images (each sampled several times), in a seeded order."""
-    order = np.random.default_rng([seed, epoch]).permutation(n_images)
-    return [order[i:i + batch_size] for i in range(0, n_images, batch_size)]
-
-
 def _train_rewarder(train: SplitData) -> CiderD:
     return CiderD({i: [tokenize(r) for r in train.references.get(i, [])] for i in train.ids})
 
@@ -120,7 +114,9 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     result = TrainResult(best_state=copy.deepcopy(decoder.state_dict()), best_epoch=0, epochs_run=0)
     best_score, stale, epoch, batch_start, step = -math.inf, 0, 0, 0, 0
     saved = load_checkpoint(state_dir, run_fingerprint)
-    if saved is not None and saved["epoch"] > p.epochs and saved.get("scst_fingerprint") != scst_fingerprint:
+    # Saved mid-SCST: past the cross-entropy epochs, or inside the first SCST epoch.
+    saved_in_scst = saved is not None and (saved["epoch"], saved["batch"]) > (p.epochs, 0)
+    if saved_in_scst and saved.get("scst_fingerprint") != scst_fingerprint:
         print(f"train: the checkpoint in {state_dir} is from other SCST settings; starting from scratch")
         saved = None
     if saved is not None:
