@@ -13,7 +13,7 @@ from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
 from captioning.train.cider_reward import CiderD
 from captioning.train.loop import train_decoder
-from captioning.train.scst import sample_captions
+from captioning.train.scst import END_WORD, reward_references, sample_captions, words_of
 from train_toy import toy_split
 
 
@@ -80,3 +80,22 @@ def test_checkpoint_inside_the_first_scst_epoch_needs_the_same_scst_settings(tmp
     other = TrainParams(**common, scst_lr=1e-3)
     train_decoder(decoder, train, val, vocab, other, 0, torch.device("cpu"), tmp_path, "run")
     assert "from other SCST settings" in capsys.readouterr().out
+
+
+def test_the_reward_counts_the_end_of_a_caption_so_stopping_mid_phrase_costs_more():
+    refs = {1: [tokenize(c) for c in ("a dog runs on the grass", "a brown dog is running on the grass",
+                                      "the dog runs across a field", "a dog running on green grass")],
+            2: [tokenize(c) for c in ("a man rides a bike on the road", "a cyclist on a road")]}
+    complete, cut = tokenize("a dog runs on the grass"), tokenize("a dog runs on the")
+    plain, marked = CiderD(refs), reward_references(refs)
+    gap_plain = plain.score(1, complete) - plain.score(1, cut)
+    gap_marked = marked.score(1, complete + [END_WORD]) - marked.score(1, cut + [END_WORD])
+    assert gap_marked > gap_plain > 0
+
+
+def test_sampled_words_mark_the_end_only_when_the_caption_ended():
+    _, vocab = toy_split(8, 1)
+    word = vocab.words[5]
+    tokens = torch.tensor([[5, vocab.end_id, 0], [5, 5, 5]])
+    assert words_of(tokens, vocab, mark_end=True) == [[word, END_WORD], [word, word, word]]
+    assert words_of(tokens, vocab) == [[word], [word, word, word]]

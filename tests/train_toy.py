@@ -61,8 +61,9 @@ if __name__ == "__main__":
     name = sys.argv[3] if len(sys.argv) > 3 else "show_tell"
     sleep = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
     dropout = float(sys.argv[5]) if len(sys.argv) > 5 else 0.1
+    precision = sys.argv[6] if len(sys.argv) > 6 else "auto"
     distributed.init("cpu")
-    decoder, result, _, _ = train_toy(Path(sys.argv[1]), name, sleep=sleep, dropout=dropout)
+    decoder, result, _, _ = train_toy(Path(sys.argv[1]), name, sleep=sleep, dropout=dropout, precision=precision)
     if distributed.is_main():
         save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, sys.argv[2])
         Path(sys.argv[2] + ".losses.json").write_text(json.dumps([row[2] for row in result.step_log]))

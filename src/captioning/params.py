@@ -73,6 +73,8 @@ class TrainParams(Section):
     dropout: float = Field(0.5, ge=0, lt=1)
     grad_clip: float = Field(5.0, ge=0, description="0 = no clipping")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="training forward pass: auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     select: Literal["cider", "loss"] = Field("cider", description="validation score that picks the kept epoch")

@@ -51,6 +51,26 @@ def epoch_batches(pairs: CaptionPairs, batch_size: int, seed: int, epoch: int, b
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def image_grouped_batches(pairs: CaptionPairs, batch_size: int, seed: int, epoch: int, bucket: int = 50) -> list[np.ndarray]:
+    """Batches of whole images (all their captions, about `batch_size` captions in all), for decoders that
+    share per-image work among an image's captions. Images with similar longest captions are grouped."""
+    rng = np.random.default_rng([seed, epoch])
+    by_row = np.argsort(pairs.rows, kind="stable")
+    images, first = np.unique(pairs.rows[by_row], return_index=True)
+    captions_of = np.split(by_row, first[1:])
+    per_batch = max(1, round(batch_size * len(images) / max(len(pairs), 1)))
+    longest = np.array([pairs.lengths[c].max() for c in captions_of])
+    order = rng.permutation(len(images))
+    chunk = per_batch * bucket
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort(-longest[part], kind="stable")]
+        batches.extend(np.concatenate([captions_of[i] for i in part[j : j + per_batch]])
+                       for j in range(0, len(part), per_batch))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def image_batches(n_images: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     """Self-critical epochs go over images (each sampled several times), in a seeded order."""
     order = np.random.default_rng([seed, epoch]).permutation(n_images)

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import torch
+
+from captioning.io import InputError
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -23,3 +26,32 @@ def set_cpu_threads() -> None:
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))   # torchrun: share the cores between ranks
     torch.set_num_threads(max(1, n // ranks_here))
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bfloat16 matrix products run about 2.5x faster than float32 on such CPUs."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, precision: str) -> Optional[torch.dtype]:
+    """train.precision -> the autocast dtype of the training forward pass (None = float32 throughout).
+    Weights, optimizer state and decoding stay float32."""
+    if precision == "fp32":
+        return None
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise InputError(f"train.precision = 'fp16' needs a CUDA GPU (device here: {device.type}); "
+                             "use 'bf16', 'fp32' or 'auto'")
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None

@@ -22,11 +22,12 @@ from captioning.io import InputError
 from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
 from captioning.text.vocabulary import Vocabulary
-from captioning.train.captions import CaptionPairs, epoch_batches, image_batches
+from captioning.train.captions import CaptionPairs, epoch_batches, image_batches, image_grouped_batches
 from captioning.train import distributed
+from captioning.train.device import autocast_dtype
 from captioning.train.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from captioning.train.cider_reward import CiderD
-from captioning.train.scst import scst_loss
+from captioning.train.scst import reward_references, scst_loss
 from captioning.train.validate import greedy_captions, quick_scores
 
 
@@ -43,6 +44,15 @@ class SplitData:
         grid = torch.from_numpy(np.asarray(self.grid[rows], dtype=np.float32)) if need_grid else None
         feats = ImageFeatures(pooled, grid)
         return (feats.zeros_like() if zero else feats).to(device)
+
+    def caption_features(self, rows: np.ndarray, device, zero: bool, need_grid: bool, shared: bool) -> ImageFeatures:
+        """Features for captions of the images at `rows`: with `shared`, one row per distinct image plus an index."""
+        if not shared:
+            return self.features(rows, device, zero, need_grid)
+        images, index = np.unique(rows, return_inverse=True)
+        feats = self.features(images, device, zero, need_grid)
+        feats.index = torch.from_numpy(index.reshape(-1)).to(device)
+        return feats
 
 
 @dataclass
@@ -87,7 +97,7 @@ def _val_captions(decoder, data: SplitData, p: TrainParams, device, vocab, max_l
 
 
 def _train_rewarder(train: SplitData) -> CiderD:
-    return CiderD({i: [tokenize(r) for r in train.references.get(i, [])] for i in train.ids})
+    return reward_references({i: [tokenize(r) for r in train.references.get(i, [])] for i in train.ids})
 
 
 def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Vocabulary, p: TrainParams, seed: int,
@@ -100,13 +110,20 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         raise InputError("train.scst_epochs: self-critical training runs in one process; "
                          "train the cross-entropy epochs under torchrun, then the SCST epochs without it")
     optimizer = torch.optim.Adam(decoder.parameters(), lr=p.lr)
-    steps_per_epoch = math.ceil(len(train.pairs) / p.batch_size)
+
+    def xe_batches(epoch: int) -> list[np.ndarray]:
+        if decoder.shares_image_work:
+            return image_grouped_batches(train.pairs, p.batch_size, seed, epoch)
+        return epoch_batches(train.pairs, p.batch_size, seed, epoch)
+
+    steps_per_epoch = len(xe_batches(0))
     scheduler = _scheduler(optimizer, p, steps_per_epoch * p.epochs)
     criterion = nn.CrossEntropyLoss(ignore_index=vocab.pad_id, label_smoothing=p.label_smoothing)
     # Summed, then divided by the global batch's token count: the same gradient on 1 or N ranks.
     summed = nn.CrossEntropyLoss(ignore_index=vocab.pad_id, label_smoothing=p.label_smoothing, reduction="sum")
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = autocast_dtype(device, p.precision)
+    use_amp = amp_dtype is not None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)   # bf16 needs no loss scaling
     # The SCST settings act only after the cross-entropy epochs: a finished cross-entropy run's checkpoint
     # continues into added SCST epochs, but a checkpoint taken mid-SCST needs the same SCST settings.
     scst_fingerprint = fingerprint(p.model_dump(include=p.scst_fields))
@@ -163,7 +180,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         if scst:
             batches = image_batches(len(train.ids), p.scst_batch_size, seed, epoch)
         else:
-            batches = epoch_batches(train.pairs, p.batch_size, seed, epoch)
+            batches = xe_batches(epoch)
         if world > 1:   # every rank needs a non-empty share of each global batch
             batches = [b for b in batches if len(b) >= world]
         progress = tqdm(batches[batch_start:], desc=f"{'SCST ' if scst else ''}epoch {epoch + 1}/{p.epochs + p.scst_epochs}",
@@ -172,8 +189,9 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         for b, idx in enumerate(progress, start=batch_start):
             if scst:
                 feats = train.features(idx, device, p.zero_features, decoder.needs_grid)
-                loss, reward = scst_loss(decoder, feats, [train.ids[r] for r in idx], rewarder, vocab,
-                                         p.scst_samples, vocab.max_length)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss, reward = scst_loss(decoder, feats, [train.ids[r] for r in idx], rewarder, vocab,
+                                             p.scst_samples, vocab.max_length)
                 loss = loss / (len(idx) * p.scst_samples)
                 rewards.append(reward)
                 progress.set_postfix(reward=f"{reward:.3f}", refresh=False)
@@ -182,8 +200,9 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                 n_tokens = max(int((train.pairs.tokens[idx, 1:length] != vocab.pad_id).sum()), 1)
                 mine = distributed.shard(idx)
                 tokens = torch.from_numpy(train.pairs.tokens[mine, :length]).to(device)
-                feats = train.features(train.pairs.rows[mine], device, p.zero_features, decoder.needs_grid)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                feats = train.caption_features(train.pairs.rows[mine], device, p.zero_features, decoder.needs_grid,
+                                               decoder.shares_image_work)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     logits = model(feats, tokens[:, :-1])
                     loss = summed(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)) * (world / n_tokens)
                     loss = loss + decoder.auxiliary_loss()

@@ -5,12 +5,16 @@ the context, doubly stochastic attention regularisation, h/c initialised from th
 `bahdanau_gated`: the ResNet-18 report's variant: Bahdanau's tanh scoring, gated context and a deep
 output layer reading the hidden state, the context and the word.
 
-The image-side projection of the attention is computed once per batch (not once per step).
+Speed on CPU (bench/attention_training.py): the grid is projected to the hidden width once per image
+(not once per caption or per step), the word half of the LSTM input and the output layer run as one
+matrix product over all steps, and the batch shrinks as captions end (sorted by length, as the
+best-known tutorial does), so no step is spent on padding.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State
 
@@ -21,22 +25,27 @@ class AttentionLSTMDecoder(Decoder):
     score_activation = "relu"
     deep_output = False
     doubly_stochastic = 1.0     # weight of the (1 - sum_t alpha)^2 penalty; 0 = off
+    shares_image_work = True
 
     def __init__(self, config: DecoderConfig):
         super().__init__(config)
         c = config
         channels, attn = c.grid_channels, c.hidden_dim
-        self.image_attn = nn.Linear(channels, attn)
+        # The context is a linear map of the grid, so projecting the grid first (once per image) and
+        # attending over the projection gives the same family of models with a 1280 -> 512 narrower LSTM input.
+        context = c.hidden_dim
+        self.project = nn.Linear(channels, context)
+        self.image_attn = nn.Linear(context, attn)
         self.hidden_attn = nn.Linear(c.hidden_dim, attn)
         self.attn_score = nn.Linear(attn, 1)
-        self.gate = nn.Linear(c.hidden_dim, channels)
+        self.gate = nn.Linear(c.hidden_dim, context)
         self.init_h = nn.Linear(channels, c.hidden_dim)
         self.init_c = nn.Linear(channels, c.hidden_dim)
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim)
-        self.cell = nn.LSTMCell(c.embed_dim + channels, c.hidden_dim)
+        self.cell = nn.LSTMCell(c.embed_dim + context, c.hidden_dim)
         self.dropout = nn.Dropout(c.dropout)
         if self.deep_output:
-            self.out_hidden = nn.Linear(c.hidden_dim + channels + c.embed_dim, c.embed_dim)
+            self.out_hidden = nn.Linear(c.hidden_dim + context + c.embed_dim, c.embed_dim)
             self.out = nn.Linear(c.embed_dim, c.vocab_size)
         else:
             self.out = nn.Linear(c.hidden_dim, c.vocab_size)
@@ -45,45 +54,76 @@ class AttentionLSTMDecoder(Decoder):
     def _activation(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x) if self.score_activation == "relu" else torch.tanh(x)
 
-    def _start(self, grid: torch.Tensor) -> State:
+    def _start(self, grid: torch.Tensor, rows: torch.Tensor | None = None) -> State:
+        """The per-image work, then (when `rows` is given) one state row per caption."""
+        projected = self.project(grid)
         mean = grid.mean(dim=1)
-        return {"grid": grid, "grid_attn": self.image_attn(grid),
-                "h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean))}
+        state = {"grid": projected, "grid_attn": self.image_attn(projected),
+                 "h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean))}
+        return state if rows is None else self.select(state, rows)
+
+    def _attend(self, h: torch.Tensor, grid: torch.Tensor, grid_attn: torch.Tensor):
+        scores = self.attn_score(self._activation(grid_attn + self.hidden_attn(h).unsqueeze(1))).squeeze(2)
+        alpha = torch.softmax(scores.float(), dim=1)      # float32 under bf16 autocast too
+        context = torch.sigmoid(self.gate(h)) * torch.bmm(alpha.unsqueeze(1), grid).squeeze(1)
+        return context, alpha
+
+    def _logits(self, h: torch.Tensor, context: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        if self.deep_output:
+            return self.out(self.dropout(torch.tanh(self.out_hidden(torch.cat([h, context, words], dim=1)))))
+        return self.out(self.dropout(h))
 
     def _advance(self, words: torch.Tensor, state: State):
         """One step from word embeddings [B, E] -> (logits, state, alpha [B, L])."""
-        h, c, grid = state["h"], state["c"], state["grid"]
-        scores = self.attn_score(self._activation(state["grid_attn"] + self.hidden_attn(h).unsqueeze(1))).squeeze(2)
-        alpha = torch.softmax(scores, dim=1)
-        context = torch.sigmoid(self.gate(h)) * torch.bmm(alpha.unsqueeze(1), grid).squeeze(1)
-        h, c = self.cell(torch.cat([words, context], dim=1), (h, c))
-        if self.deep_output:
-            logits = self.out(self.dropout(torch.tanh(self.out_hidden(torch.cat([h, context, words], dim=1)))))
-        else:
-            logits = self.out(self.dropout(h))
-        return logits, {**state, "h": h, "c": c}, alpha
+        context, alpha = self._attend(state["h"], state["grid"], state["grid_attn"])
+        h, c = self.cell(torch.cat([words, context], dim=1), (state["h"], state["c"]))
+        return self._logits(h, context, words), {**state, "h": h, "c": c}, alpha
 
     def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
-        state = self._start(features.grid)
-        words = self.dropout(self.embed(inputs))
-        logits, alphas = [], []
-        for t in range(inputs.shape[1]):
-            step_logits, state, alpha = self._advance(words[:, t], state)
-            logits.append(step_logits)
-            alphas.append(alpha)
+        batch, steps = inputs.shape
+        lengths = (inputs != 0).sum(dim=1)                                # padding is id 0
+        order = torch.argsort(lengths, descending=True, stable=True)
+        rows = order if features.index is None else features.index[order]
+        state = self._start(features.grid, rows)                          # captions longest first
+        words = self.dropout(self.embed(inputs[order]))                   # [B, T, E]
+        embed_dim = words.shape[2]
+        w_words, w_context = self.cell.weight_ih[:, :embed_dim], self.cell.weight_ih[:, embed_dim:]
+        word_gates = F.linear(words, w_words, self.cell.bias_ih + self.cell.bias_hh)   # all steps at once
+        active = [int(n) for n in (lengths[order].cpu()[None, :] > torch.arange(steps)[:, None]).sum(dim=1)]
+        h, c = state["h"], state["c"]
+        grid, grid_attn = state["grid"], state["grid_attn"]
+        outputs, contexts, word_rows, alphas, positions = [], [], [], [], []
+        for t, n in enumerate(active):
+            if n == 0:
+                break
+            if n < 0.75 * h.shape[0]:
+                # Ended captions drop out, in a few large cuts: every cut of the [B, L, C] grid costs a
+                # full-size zero gradient in backward, so cutting at every step would cost more than it saves.
+                h, c, grid, grid_attn = h[:n], c[:n], grid[:n], grid_attn[:n]
+            context, alpha = self._attend(h, grid, grid_attn)
+            gates = word_gates[:h.shape[0], t] + F.linear(context, w_context) + F.linear(h, self.cell.weight_hh)
+            i, f, g, o = gates.float().chunk(4, dim=1)                           # nn.LSTMCell's gate order
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h[:n])                                         # rows past their end are not scored
+            contexts.append(context[:n])
+            word_rows.append(words[:n, t])
+            alphas.append(F.pad(alpha[:n], (0, 0, 0, batch - n)))
+            positions.append(order[:n] * steps + t)
+        logits = self._logits(torch.cat(outputs), torch.cat(contexts), torch.cat(word_rows))   # one output product
+        full = logits.new_zeros(batch * steps, logits.shape[1]).index_copy(0, torch.cat(positions), logits)
         if self.doubly_stochastic and self.training:
-            mask = (inputs != 0).unsqueeze(2).float()                  # padded steps do not count
-            coverage = (torch.stack(alphas, dim=1) * mask).sum(dim=1)  # [B, L]
+            coverage = torch.stack(alphas, dim=1).sum(dim=1)              # [B, L]; ended captions add zeros
             self._aux = self.doubly_stochastic * ((1.0 - coverage) ** 2).mean()
         else:
             self._aux = 0.0
-        return torch.stack(logits, dim=1)
+        return full.view(batch, steps, -1)
 
     def auxiliary_loss(self):
         return self._aux
 
     def init_state(self, features: ImageFeatures) -> State:
-        return self._start(features.grid)
+        return self._start(features.grid, features.index)
 
     def step(self, tokens: torch.Tensor, state: State):
         return self._advance(self.embed(tokens), state)

@@ -17,17 +17,26 @@ State = dict[str, torch.Tensor]
 
 @dataclass
 class ImageFeatures:
-    pooled: torch.Tensor                   # [B, D]
-    grid: Optional[torch.Tensor] = None    # [B, L, C] (L = H*W), only for decoders that need it
+    pooled: torch.Tensor                   # [N, D]
+    grid: Optional[torch.Tensor] = None    # [N, L, C] (L = H*W), only for decoders that need it
+    # Training batches hold several captions per image: the features are then one row per image and
+    # `index` [B] names each caption's row, so decoders do their per-image work once per image.
+    index: Optional[torch.Tensor] = None
 
     def select(self, index: torch.Tensor) -> "ImageFeatures":
         return ImageFeatures(self.pooled[index], None if self.grid is None else self.grid[index])
 
+    def per_caption(self) -> "ImageFeatures":
+        """One row per caption (for decoders whose per-image work is too cheap to share)."""
+        return self if self.index is None else self.select(self.index)
+
     def to(self, device) -> "ImageFeatures":
-        return ImageFeatures(self.pooled.to(device), None if self.grid is None else self.grid.to(device))
+        move = (lambda t: None if t is None else t.to(device))
+        return ImageFeatures(self.pooled.to(device), move(self.grid), move(self.index))
 
     def zeros_like(self) -> "ImageFeatures":
-        return ImageFeatures(torch.zeros_like(self.pooled), None if self.grid is None else torch.zeros_like(self.grid))
+        return ImageFeatures(torch.zeros_like(self.pooled), None if self.grid is None else torch.zeros_like(self.grid),
+                             self.index)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class DecoderConfig:
 class Decoder(nn.Module):
     needs_grid: bool = False       # whether the decoder reads the spatial grid (else only the pooled vector)
     has_attention: bool = False    # whether `step` returns attention weights over the grid
+    shares_image_work: bool = False  # whether `forward` accepts per-image features with a caption index
 
     def __init__(self, config: DecoderConfig):
         super().__init__()

@@ -23,6 +23,7 @@ class GruInitDecoder(Decoder):
         return torch.tanh(self.init_hidden(features.pooled)).view(-1, c.num_layers, c.hidden_dim)
 
     def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
+        features = features.per_caption()
         h0 = self._h0(features).transpose(0, 1).contiguous()
         hidden, _ = self.gru(self.dropout(self.embed(inputs)), h0)
         return self.out(self.dropout(hidden))

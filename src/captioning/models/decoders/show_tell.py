@@ -22,6 +22,7 @@ class ShowTellDecoder(Decoder):
         self.out = nn.Linear(c.hidden_dim, c.vocab_size)
 
     def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
+        features = features.per_caption()
         image = self.image_embed(features.pooled).unsqueeze(1)            # [B, 1, E]
         words = self.dropout(self.embed(inputs))                           # [B, T, E]
         hidden, _ = self.lstm(torch.cat([image, words], dim=1))            # [B, T+1, H]

@@ -11,6 +11,7 @@ MAX_POSITIONS = 64
 
 class TransformerCaptionDecoder(Decoder):
     needs_grid = True
+    shares_image_work = True
 
     def __init__(self, config: DecoderConfig):
         super().__init__(config)
@@ -35,7 +36,8 @@ class TransformerCaptionDecoder(Decoder):
         return self.out(self.norm(self.layers(x, memory, tgt_mask=causal)))
 
     def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
-        return self._decode(self.memory_proj(features.grid), inputs)
+        memory = self.memory_proj(features.grid)                  # once per image
+        return self._decode(memory if features.index is None else memory[features.index], inputs)
 
     def init_state(self, features: ImageFeatures) -> State:
         memory = self.memory_proj(features.grid)

@@ -1,0 +1,84 @@
+"""Teacher forcing (the fast training path) against the decoding path, and image-grouped batches."""
+import numpy as np
+import pytest
+import torch
+
+from captioning.models.decoders import DECODERS, DecoderConfig, ImageFeatures
+from captioning.train.captions import CaptionPairs, image_grouped_batches
+
+VOCAB, START, END = 30, 1, 2
+
+
+def _captions(n_captions: int, steps: int, seed: int) -> torch.Tensor:
+    """<start> words <end> <pad>... with lengths that differ from caption to caption."""
+    g = torch.Generator().manual_seed(seed)
+    inputs = torch.zeros((n_captions, steps), dtype=torch.long)
+    for i in range(n_captions):
+        n = int(torch.randint(1, steps - 1, (1,), generator=g))
+        inputs[i, 0] = START
+        inputs[i, 1:n + 1] = torch.randint(3, VOCAB, (n,), generator=g)
+        inputs[i, n + 1:n + 2] = END
+    inputs[0, 1:] = torch.randint(3, VOCAB, (steps - 1,), generator=g)   # one caption fills every step
+    return inputs
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_teacher_forcing_on_shared_image_features_equals_step_by_step_decoding(name):
+    torch.manual_seed(0)
+    config = DecoderConfig(vocab_size=VOCAB, pooled_dim=12, grid_channels=12, embed_dim=8, hidden_dim=16,
+                           num_layers=2 if name == "lstm" else 1, dropout=0.5)
+    decoder = DECODERS[name](config).eval()
+    images = ImageFeatures(torch.randn(3, 12), torch.randn(3, 5, 12))
+    index = torch.tensor([2, 0, 0, 1, 2, 2, 1])                 # several captions per image, any order
+    inputs = _captions(len(index), 9, seed=1)
+    with torch.no_grad():
+        shared = decoder(ImageFeatures(images.pooled, images.grid, index), inputs)
+        per_caption = decoder(images.select(index), inputs)
+        state = decoder.init_state(images.select(index))
+        stepped = []
+        for t in range(inputs.shape[1]):
+            logits, state, _ = decoder.step(inputs[:, t], state)
+            stepped.append(logits)
+        stepped = torch.stack(stepped, dim=1)
+    used = inputs != 0                                            # positions whose prediction is trained
+    torch.testing.assert_close(shared[used], per_caption[used], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared[used], stepped[used], rtol=1e-5, atol=1e-5)
+
+
+def test_doubly_stochastic_penalty_counts_only_the_steps_of_each_caption():
+    torch.manual_seed(0)
+    config = DecoderConfig(vocab_size=VOCAB, pooled_dim=12, grid_channels=12, embed_dim=8, hidden_dim=16, dropout=0.0)
+    decoder = DECODERS["soft_attention"](config).train()
+    grid = torch.randn(4, 5, 12)
+    inputs = _captions(4, 9, seed=2)
+    decoder(ImageFeatures(grid.mean(1), grid), inputs)
+    coverage = torch.zeros(4, 5)
+    with torch.no_grad():
+        state = decoder.init_state(ImageFeatures(grid.mean(1), grid))
+        for t in range(inputs.shape[1]):
+            _, state, alpha = decoder.step(inputs[:, t], state)
+            coverage += alpha * (inputs[:, t] != 0).unsqueeze(1)
+    expected = ((1 - coverage) ** 2).mean()
+    torch.testing.assert_close(decoder.auxiliary_loss().detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def _pairs(captions_per_image: list[int]) -> CaptionPairs:
+    rows = np.repeat(np.arange(len(captions_per_image)), captions_per_image)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 15, len(rows))
+    return CaptionPairs(rows, np.zeros((len(rows), 15), dtype=np.int64), lengths)
+
+
+def test_image_grouped_batches_keep_an_images_captions_together_and_cover_every_caption_once():
+    pairs = _pairs([5] * 97 + [6, 7, 4])
+    batches = image_grouped_batches(pairs, batch_size=20, seed=3, epoch=1)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(len(pairs)))
+    for batch in batches:
+        images = set(pairs.rows[batch].tolist())
+        assert len(batch) == sum(int((pairs.rows == i).sum()) for i in images)   # no image split across batches
+        assert len(images) == 4                                                   # about 20 captions: 4 images
+    again = image_grouped_batches(pairs, batch_size=20, seed=3, epoch=1)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))              # a resumed run sees the same order
+    other = image_grouped_batches(pairs, batch_size=20, seed=3, epoch=2)
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, other))
