@@ -14,6 +14,7 @@ app = typer_app(__doc__)
 @stage_command
 def main(features: Path = typer.Option(Path("data/features"), help="feature store with train/ and val/"),
          subset: Path = typer.Option(Path("data/subset"), help="folder with train.json and val.json (captions)"),
+         images: Path = typer.Option(Path("data/images"), help="resized images (<split>/<id>.jpg), read when train.finetune_encoder"),
          vocab: Path = typer.Option(Path("data/vocab.json"), help="vocabulary from the vocab stage"),
          out: Path = typer.Option(Path("models"), help="model artifact folder to write"),
          state: Path = typer.Option(Path("data/train_state"), help="resume checkpoints (kept between runs)"),
@@ -21,7 +22,7 @@ def main(features: Path = typer.Option(Path("data/features"), help="feature stor
          plots: Path = typer.Option(Path("plots/train"), help="folder for steps.tsv and epochs.tsv"),
          params: Path = typer.Option(Path("params.yaml"), help="parameters file (sections `train`, `seed`)")):
     """Teacher-forced training with validation by greedy decoding; resumes from `--state` when interrupted."""
-    summary = run_train(load_params(params), features, subset, vocab, out, state, metrics, plots)
+    summary = run_train(load_params(params), features, subset, vocab, out, state, metrics, plots, images)
     if summary:   # empty on the other ranks under torchrun: rank 0 reports
         print(f"train: done, best epoch {summary['best_epoch']}, val CIDEr {summary['best_val_cider']}, "
               f"{summary['train_seconds']} s")

@@ -136,3 +136,41 @@ def test_exp_run_reruns_only_downstream_of_train(project):
     assert stages_run(log) == {"train", "decode", "evaluate", "plot"}, log[-2000:]
     shown = run(["dvc", "exp", "show", "--no-pager", "--md"], project)
     assert "bleu_4" in shown
+
+
+def test_finetune_encoder_trains_end_to_end_and_decodes_through_its_own_encoder(project):
+    """train.finetune_encoder: the encoder's weights change, travel in the artifact, and decode and
+    `caption predict` compute features with them (not with the cached ImageNet features)."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    from captioning.models.encoders import build_encoder
+
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "before fine-tuning", "--allow-empty"], project)
+    log = run(["dvc", "exp", "run", "-S", "train.finetune_encoder=true", "-S", "train.encoder_lr=0.001"], project)
+    assert stages_run(log) == {"train", "decode", "evaluate", "plot"}, log[-2000:]
+    config = json.loads((project / "models" / "config.json").read_text())
+    assert config["encoder"]["finetuned"] is True
+    weights = load_file(str(project / "models" / "model.safetensors"))
+    _, imagenet = build_encoder("efficientnet_lite0", "imagenet")
+    start = {f"image_encoder.{k}": v for k, v in imagenet.state_dict().items()}
+    trained = [k for k in start if k in weights and k.endswith("weight") and not torch.equal(weights[k], start[k])]
+    assert len(trained) > 10, "the encoder's weights did not change"
+    predictions = json.loads((project / "data" / "predictions.json").read_text())
+    assert len(predictions) == 10 and all(p["caption"] for p in predictions)
+    # caption predict uses the model's own encoder: its grid differs from the cached (ImageNet) one
+    from PIL import Image
+
+    from captioning.predict import Captioner
+
+    captioner = Captioner(project / "models", "cpu")
+    store = FeatureStore(project / "data" / "features" / "test")
+    image = project / "data" / "images" / "test" / f"{store.ids[0]}.jpg"
+    with Image.open(image) as im, torch.no_grad():
+        pooled, _ = captioner.encoder(captioner.spec.preprocess(im)[None])
+    cached = np.asarray(store.pooled[0], dtype=np.float32)
+    assert not np.allclose(pooled[0].numpy(), cached, atol=1e-2)
+    out = run([sys.executable, "-m", "captioning.cli", "predict", str(image), "--model", "models"], project)
+    assert image.name in out

@@ -99,3 +99,17 @@ def test_sampled_words_mark_the_end_only_when_the_caption_ended():
     tokens = torch.tensor([[5, vocab.end_id, 0], [5, 5, 5]])
     assert words_of(tokens, vocab, mark_end=True) == [[word, END_WORD], [word, word, word]]
     assert words_of(tokens, vocab) == [[word], [word, word, word]]
+
+
+def test_more_scst_epochs_continue_a_finished_run(tmp_path, capsys):
+    train, vocab = toy_split(16, 1)
+    val, _ = toy_split(4, 2, vocab)
+    common = dict(decoder="show_tell", epochs=1, batch_size=16, embed_dim=16, hidden_dim=32, dropout=0.0,
+                  scst_batch_size=4, scst_samples=2)
+    decoder = build_decoder("show_tell", DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0))
+    train_decoder(decoder, train, val, vocab, TrainParams(**common, scst_epochs=1), 0, torch.device("cpu"), tmp_path, "run")
+    capsys.readouterr()
+    result = train_decoder(decoder, train, val, vocab, TrainParams(**common, scst_epochs=2), 0, torch.device("cpu"),
+                           tmp_path, "run")
+    assert "resuming at epoch 3" in capsys.readouterr().out
+    assert [e["phase"] for e in result.epoch_log] == ["xe", "scst", "scst"]

@@ -81,6 +81,12 @@ class TrainParams(Section):
     patience: Optional[int] = Field(None, ge=1, description="stop after this many epochs without improvement; null = never")
     checkpoint_every: int = Field(200, ge=1, description="steps between resume checkpoints (also at every epoch end)")
     zero_features: bool = Field(False, description="train and decode on zeroed image features (the honesty check)")
+    finetune_encoder: bool = Field(False, description=(
+        "train the encoder with the decoder, end to end from the resized images (no cached features)"))
+    encoder_lr: float = Field(1e-4, gt=0, description="learning rate of the encoder when finetune_encoder is on")
+    scheduled_sampling: float = Field(0.0, ge=0, le=1, description=(
+        "largest probability of feeding the model its own sampled word instead of the reference's; "
+        "ramps up linearly over the cross-entropy epochs; 0 = teacher forcing only"))
     scst_epochs: int = Field(0, ge=0, description="self-critical epochs on CIDEr-D after the cross-entropy epochs; 0 = none")
     scst_lr: float = Field(5e-5, gt=0, description="constant learning rate of the self-critical epochs")
     scst_samples: int = Field(5, ge=2, description="captions sampled per image; each one's baseline is the others' mean reward")

@@ -13,7 +13,8 @@ from captioning.decode.beam import beam_search
 from captioning.io import InputError
 from captioning.models.artifact import CaptionModel, load_model
 from captioning.models.decoders import ImageFeatures
-from captioning.models.encoders import build_encoder
+from captioning.models.attached_encoder import image_encoder
+from captioning.models.encoders import build_encoder, encoder_spec
 from captioning.train.device import pick_device, set_cpu_threads
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -48,7 +49,8 @@ class Captioner:
         self.device = pick_device(device)
         self.model: CaptionModel = load_model(model_dir, self.device)
         enc = self.model.encoder
-        self.spec, encoder = build_encoder(enc["name"], enc["weights"])
+        attached = image_encoder(self.model.decoder)       # a fine-tuned encoder travels with the model
+        self.spec, encoder = (encoder_spec(enc["name"]), attached) if attached is not None else build_encoder(enc["name"], enc["weights"])
         if self.spec.pooled_dim != enc["pooled_dim"]:
             raise InputError(f"{model_dir}: the model expects {enc['pooled_dim']}-d features but encoder "
                              f"{enc['name']} gives {self.spec.pooled_dim}")

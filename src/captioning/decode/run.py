@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -9,13 +10,19 @@ from tqdm import tqdm
 
 from captioning.decode.beam import beam_search
 from captioning.features.store import FeatureStore
+from captioning.io import InputError
 from captioning.models.artifact import check_features_match, load_model
+from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder
+from captioning.models.encoders import encoder_spec
 from captioning.models.decoders import ImageFeatures
 from captioning.train.device import pick_device, set_cpu_threads
 
 
 def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length: int,
-                 length_penalty: float = 0.0, batch_size: int = 128, device: str = "auto") -> list[dict]:
+                 length_penalty: float = 0.0, batch_size: int = 128, device: str = "auto",
+                 images_dir: Optional[Path] = None) -> list[dict]:
+    """Captions of every image in the feature store; a model with a fine-tuned encoder reads the images
+    (`images_dir`, the resize stage's <id>.jpg) through it instead of the cached features."""
     set_cpu_threads()
     dev = pick_device(device)
     model = load_model(model_dir, dev)
@@ -23,13 +30,21 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
     check_features_match(model, store.meta, str(features_dir))
     zero = bool(model.extra.get("zero_features"))
     need_grid = model.decoder.needs_grid
+    encoder = image_encoder(model.decoder)
+    if encoder is not None and images_dir is None:
+        raise InputError(f"{model_dir}: the model carries its fine-tuned encoder, so decoding needs the images (--images)")
+    images = None if encoder is None else ImageRows(images_dir, store.ids, encoder_spec(model.encoder["name"]))
     predictions = []
     for start in tqdm(range(0, len(store.ids), batch_size), desc="decode", unit="batch", mininterval=2):
         rows = np.arange(start, min(start + batch_size, len(store.ids)))
-        pooled = torch.from_numpy(np.asarray(store.pooled[rows], dtype=np.float32))
-        grid = torch.from_numpy(np.asarray(store.grid[rows], dtype=np.float32)) if need_grid else None
-        feats = ImageFeatures(pooled, grid)
-        feats = (feats.zeros_like() if zero else feats).to(dev)
+        if images is not None:
+            with torch.inference_mode():
+                feats = encode_images(encoder, images.load(rows).to(dev), need_grid)
+        else:
+            pooled = torch.from_numpy(np.asarray(store.pooled[rows], dtype=np.float32))
+            grid = torch.from_numpy(np.asarray(store.grid[rows], dtype=np.float32)) if need_grid else None
+            feats = ImageFeatures(pooled, grid).to(dev)
+        feats = feats.zeros_like() if zero else feats
         hyps = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, beam_size, max_length, length_penalty)
         predictions += [{"image_id": int(store.ids[r]), "caption": model.vocab.decode(h.tokens)} for r, h in zip(rows, hyps)]
     return predictions

@@ -11,6 +11,7 @@ import io
 import shutil
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -72,10 +73,12 @@ def _spice(gts: dict, res: dict) -> tuple[float, list[float]] | None:
 
 
 def score_captions(references: dict[int, list[str]], predictions: dict[int, str],
-                   spice: bool = False, meteor: bool = True) -> tuple[dict, list[dict]]:
+                   spice: bool = False, meteor: bool = True, overlap: bool = True) -> tuple[dict, list[dict]]:
     """Toolkit scores of `predictions` against `references`; (summary, per-image rows).
 
     Images with references but no prediction are counted in `missing_predictions` and left out.
+    With `overlap`, METEOR's JVM scores on one core while BLEU, ROUGE-L and CIDEr are computed in
+    Python on another (the numbers are the same; bench/evaluate_speed.py).
     """
     unknown = sorted(set(predictions) - set(references))
     if unknown:
@@ -88,13 +91,16 @@ def score_captions(references: dict[int, list[str]], predictions: dict[int, str]
         tokenizer = PTBTokenizer()
         gts = tokenizer.tokenize({i: [{"caption": c} for c in references[i]] for i in ids})
         res = tokenizer.tokenize({i: [{"caption": predictions[i]}] for i in ids})
-        bleu, bleu_per = Bleu(4).compute_score(gts, res)
-    rouge, rouge_per = Rouge().compute_score(gts, res)
-    cider, cider_per = Cider().compute_score(gts, res)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        met_future = pool.submit(_meteor, gts, res) if (meteor and overlap) else None
+        with contextlib.redirect_stdout(io.StringIO()):
+            bleu, bleu_per = Bleu(4).compute_score(gts, res)
+        rouge, rouge_per = Rouge().compute_score(gts, res)
+        cider, cider_per = Cider().compute_score(gts, res)
+        met = met_future.result() if met_future is not None else (_meteor(gts, res) if meteor else None)
     summary = {"images": len(ids), **{f"bleu_{n + 1}": float(bleu[n]) for n in range(4)}}
     per_image = [{"image_id": i, **{f"bleu_{n + 1}": float(bleu_per[n][k]) for n in range(4)},
                   "rouge_l": float(rouge_per[k]), "cider": float(cider_per[k])} for k, i in enumerate(ids)]
-    met = _meteor(gts, res) if meteor else None
     if met is not None:
         summary["meteor"] = met[0]
         for row, s in zip(per_image, met[1]):

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from captioning.io import InputError, atomic_path, atomic_write_json, read_json
+from captioning.models.attached_encoder import attach_encoder
 from captioning.models.decoders import Decoder, DecoderConfig, build_decoder
 from captioning.text.vocabulary import Vocabulary
 
@@ -60,6 +61,8 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Cap
                          f"words, digest {config.get('vocab_digest')}; the file has {len(vocab)}, {vocab.digest}); "
                          "retrain with `dvc repro train` so they are saved together")
     decoder = build_decoder(config["decoder"], DecoderConfig(**config["decoder_config"]))
+    if config["encoder"].get("finetuned"):      # its weights are in WEIGHTS: build it without downloading any
+        attach_encoder(decoder, config["encoder"]["name"], "none", trainable=False)
     try:
         decoder.load_state_dict(load_file(str(model_dir / WEIGHTS)))
     except RuntimeError as e:

@@ -25,8 +25,10 @@ from captioning.text.vocabulary import Vocabulary
 from captioning.train.captions import CaptionPairs, epoch_batches, image_batches, image_grouped_batches
 from captioning.train import distributed
 from captioning.train.device import autocast_dtype
+from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder, keep_encoder_frozen_statistics
 from captioning.train.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from captioning.train.cider_reward import CiderD
+from captioning.train.scheduled_sampling import sampling_probability, scheduled_sampling_logits
 from captioning.train.scst import reward_references, scst_loss
 from captioning.train.validate import greedy_captions, quick_scores
 
@@ -38,21 +40,33 @@ class SplitData:
     ids: list[int]                     # image id per row
     pairs: CaptionPairs
     references: dict[int, list[str]]   # image id -> reference captions
+    images: Optional[ImageRows] = None  # the images themselves, for train.finetune_encoder
 
-    def features(self, rows: np.ndarray, device, zero: bool, need_grid: bool) -> ImageFeatures:
+    def features(self, rows: np.ndarray, device, zero: bool, need_grid: bool,
+                 encoder: Optional[nn.Module] = None) -> ImageFeatures:
+        """Cached features of `rows`, or (given the model's trainable `encoder`) the encoder's on the images."""
+        if encoder is not None and self.images is not None:
+            feats = encode_images(encoder, self.images.load(rows).to(device), need_grid)
+            return feats.zeros_like() if zero else feats
         pooled = torch.from_numpy(np.asarray(self.pooled[rows], dtype=np.float32))
         grid = torch.from_numpy(np.asarray(self.grid[rows], dtype=np.float32)) if need_grid else None
         feats = ImageFeatures(pooled, grid)
-        return (feats.zeros_like() if zero else feats).to(device)
+        feats = feats.zeros_like() if zero else feats
+        if torch.device(device).type == "cuda":     # pinned pages: the copy overlaps the GPU's work
+            return ImageFeatures(*(None if t is None else t.pin_memory().to(device, non_blocking=True)
+                                   for t in (feats.pooled, feats.grid, feats.index)))
+        return feats.to(device)
 
-    def caption_features(self, rows: np.ndarray, device, zero: bool, need_grid: bool, shared: bool) -> ImageFeatures:
-        """Features for captions of the images at `rows`: with `shared`, one row per distinct image plus an index."""
-        if not shared:
+    def caption_features(self, rows: np.ndarray, device, zero: bool, need_grid: bool, shared: bool,
+                         encoder: Optional[nn.Module] = None) -> ImageFeatures:
+        """Features for captions of the images at `rows`: with `shared`, one row per distinct image plus an index
+        (the decoder shares its per-image work); an encoder runs once per distinct image either way."""
+        if not shared and encoder is None:
             return self.features(rows, device, zero, need_grid)
         images, index = np.unique(rows, return_inverse=True)
-        feats = self.features(images, device, zero, need_grid)
+        feats = self.features(images, device, zero, need_grid, encoder)
         feats.index = torch.from_numpy(index.reshape(-1)).to(device)
-        return feats
+        return feats if shared else feats.per_caption()
 
 
 @dataclass
@@ -79,7 +93,8 @@ def _val_loss(decoder: Decoder, data: SplitData, p: TrainParams, device, criteri
     for start in range(0, len(data.pairs), 512):
         idx = np.arange(start, min(start + 512, len(data.pairs)))
         tokens = torch.from_numpy(data.pairs.tokens[idx]).to(device)
-        feats = data.features(data.pairs.rows[idx], device, p.zero_features, decoder.needs_grid)
+        feats = data.caption_features(data.pairs.rows[idx], device, p.zero_features, decoder.needs_grid,
+                                      decoder.shares_image_work, image_encoder(decoder))
         logits = decoder(feats, tokens[:, :-1])
         mask = tokens[:, 1:] != 0
         total += float(nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
@@ -88,12 +103,26 @@ def _val_loss(decoder: Decoder, data: SplitData, p: TrainParams, device, criteri
     return total / max(count, 1)
 
 
+@torch.no_grad()
 def _val_captions(decoder, data: SplitData, p: TrainParams, device, vocab, max_length) -> dict[int, str]:
     decoder.eval()
     rows = np.arange(len(data.ids))
-    batches = ((np.asarray(data.ids)[rows[s:s + 256]], data.features(rows[s:s + 256], device, p.zero_features, decoder.needs_grid))
+    encoder = image_encoder(decoder)
+    batches = ((np.asarray(data.ids)[rows[s:s + 256]],
+                data.features(rows[s:s + 256], device, p.zero_features, decoder.needs_grid, encoder))
                for s in range(0, len(rows), 256))
     return greedy_captions(decoder, batches, vocab, max_length)
+
+
+def _parameter_groups(decoder: Decoder, p: TrainParams) -> list[dict]:
+    """The decoder at train.lr; a trainable encoder (train.finetune_encoder) at train.encoder_lr."""
+    encoder = image_encoder(decoder)
+    encoder_params = [] if encoder is None else [q for q in encoder.parameters() if q.requires_grad]
+    mine = {id(q) for q in encoder_params}
+    groups = [{"params": [q for q in decoder.parameters() if id(q) not in mine and q.requires_grad], "lr": p.lr}]
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": p.encoder_lr})
+    return groups
 
 
 def _train_rewarder(train: SplitData) -> CiderD:
@@ -109,7 +138,12 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     if p.scst_epochs and world > 1:
         raise InputError("train.scst_epochs: self-critical training runs in one process; "
                          "train the cross-entropy epochs under torchrun, then the SCST epochs without it")
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=p.lr)
+    if p.scheduled_sampling and world > 1:
+        raise InputError(f"train.scheduled_sampling = {p.scheduled_sampling}: runs in one process only; "
+                         "set it to 0 under torchrun")
+    if image_encoder(decoder) is not None and world > 1:
+        raise InputError("train.finetune_encoder: end-to-end training runs in one process; set it to false under torchrun")
+    optimizer = torch.optim.Adam(_parameter_groups(decoder, p))
 
     def xe_batches(epoch: int) -> list[np.ndarray]:
         if decoder.shares_image_work:
@@ -125,8 +159,9 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     use_amp = amp_dtype is not None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)   # bf16 needs no loss scaling
     # The SCST settings act only after the cross-entropy epochs: a finished cross-entropy run's checkpoint
-    # continues into added SCST epochs, but a checkpoint taken mid-SCST needs the same SCST settings.
-    scst_fingerprint = fingerprint(p.model_dump(include=p.scst_fields))
+    # continues into added SCST epochs, but a checkpoint taken mid-SCST needs the same SCST settings
+    # (their number aside: more SCST epochs continue where the last one ended).
+    scst_fingerprint = fingerprint(p.model_dump(include=p.scst_fields - {"scst_epochs"}))
 
     result = TrainResult(best_state=copy.deepcopy(decoder.state_dict()), best_epoch=0, epochs_run=0)
     best_score, stale, epoch, batch_start, step = -math.inf, 0, 0, 0, 0
@@ -144,7 +179,11 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         epoch, batch_start, step = saved["epoch"], saved["batch"], saved["step"]
         best_score, stale = saved["best_score"], saved["stale"]
         result = TrainResult(saved["best_model"], saved["best_epoch"], epoch, saved["step_log"], saved["epoch_log"], saved["seconds"])
-        print(f"train: resuming at epoch {epoch + 1}, batch {batch_start} (step {step})")
+        if epoch > p.epochs + p.scst_epochs:
+            print(f"train: the checkpoint in {state_dir} has run {epoch} epochs, more than the {p.epochs + p.scst_epochs} "
+                  "asked for; its best model is kept")
+        else:
+            print(f"train: resuming at epoch {epoch + 1}, batch {batch_start} (step {step})")
 
     def checkpoint(next_epoch: int, next_batch: int):
         if not distributed.is_main():
@@ -177,6 +216,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         if scst and rewarder is None:
             rewarder = _train_rewarder(train)
         decoder.train()
+        keep_encoder_frozen_statistics(decoder)
         if scst:
             batches = image_batches(len(train.ids), p.scst_batch_size, seed, epoch)
         else:
@@ -188,7 +228,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         rewards = []
         for b, idx in enumerate(progress, start=batch_start):
             if scst:
-                feats = train.features(idx, device, p.zero_features, decoder.needs_grid)
+                feats = train.features(idx, device, p.zero_features, decoder.needs_grid, image_encoder(decoder))
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     loss, reward = scst_loss(decoder, feats, [train.ids[r] for r in idx], rewarder, vocab,
                                              p.scst_samples, vocab.max_length)
@@ -201,11 +241,15 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                 mine = distributed.shard(idx)
                 tokens = torch.from_numpy(train.pairs.tokens[mine, :length]).to(device)
                 feats = train.caption_features(train.pairs.rows[mine], device, p.zero_features, decoder.needs_grid,
-                                               decoder.shares_image_work)
+                                               decoder.shares_image_work, image_encoder(decoder))
+                sampling = sampling_probability(p.scheduled_sampling, epoch, p.epochs)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    logits = model(feats, tokens[:, :-1])
+                    if sampling:
+                        logits = scheduled_sampling_logits(decoder, feats, tokens[:, :-1], sampling)
+                    else:
+                        logits = model(feats, tokens[:, :-1])
                     loss = summed(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)) * (world / n_tokens)
-                    loss = loss + decoder.auxiliary_loss()
+                    loss = loss + (0.0 if sampling else decoder.auxiliary_loss())
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if p.grad_clip:
@@ -232,7 +276,8 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                                  "train_reward": round(float(np.mean(rewards)), 5) if rewards else None,
                                  "val_loss": round(val_loss, 5), "val_perplexity": round(math.exp(min(val_loss, 50)), 4),
                                  "val_bleu_4": round(scores["bleu_4"], 5), "val_cider": round(scores["cider"], 5),
-                                 "lr": optimizer.param_groups[0]["lr"]})
+                                 "lr": optimizer.param_groups[0]["lr"],
+                                 "sampling": None if scst else sampling_probability(p.scheduled_sampling, epoch, p.epochs)})
         score = scores["cider"] if (p.select == "cider" or scst) else -val_loss
         if score > best_score:
             best_score, stale = score, 0

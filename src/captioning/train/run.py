@@ -19,6 +19,7 @@ from captioning.train.captions import build_pairs
 from captioning.train import distributed
 from captioning.train.checkpoint import fingerprint
 from captioning.train.device import pick_device, set_cpu_threads
+from captioning.models.attached_encoder import ImageRows, attach_encoder
 from captioning.train.loop import SplitData, TrainResult, train_decoder
 
 
@@ -52,7 +53,7 @@ def write_logs(result: TrainResult, plots_dir: Path) -> None:
 
 
 def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: Path, models_dir: Path,
-              state_dir: Path, metrics_path: Path, plots_dir: Path) -> dict:
+              state_dir: Path, metrics_path: Path, plots_dir: Path, images_dir: Path = Path("data/images")) -> dict:
     p = params.train
     set_cpu_threads()
     torch.manual_seed(params.seed)
@@ -63,6 +64,10 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
     config = DecoderConfig(vocab_size=len(vocab), pooled_dim=int(meta["pooled_dim"]), grid_channels=int(meta["grid_shape"][-1]),
                            embed_dim=p.embed_dim, hidden_dim=p.hidden_dim, num_layers=p.num_layers, dropout=p.dropout)
     decoder = build_decoder(p.decoder, config)
+    if p.finetune_encoder:       # end to end: the encoder trains too, from the images of the same rows
+        spec = attach_encoder(decoder, meta["encoder"], meta["weights"])
+        train.images = ImageRows(images_dir / "train", train.ids, spec)
+        val.images = ImageRows(images_dir / "val", val.ids, spec)
     device = distributed.init(p.device) or pick_device(p.device)   # under torchrun: this rank's device
     run_id = fingerprint(p.model_dump(exclude=p.scst_fields), params.seed, vocab.digest, meta, len(train.pairs), len(val.pairs))
     print(f"train: {p.decoder} on {device}, {len(train.pairs)} captions of {len(train.ids)} images, "
@@ -75,7 +80,7 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
     write_logs(result, plots_dir)
     decoder.load_state_dict(result.best_state)
     encoder = {"name": meta["encoder"], "weights": meta["weights"], "pooled_dim": int(meta["pooled_dim"]),
-               "grid_shape": list(meta["grid_shape"])}
+               "grid_shape": list(meta["grid_shape"]), "finetuned": p.finetune_encoder}
     best = result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
     summary = {"epochs": result.epochs_run, "best_epoch": result.best_epoch, "device": str(device),
                "train_seconds": round(result.seconds, 1), "seconds_per_epoch": round(result.seconds / max(result.epochs_run, 1), 1),

@@ -1,0 +1,67 @@
+"""A model that carries its own encoder (`train.finetune_encoder`: the CNN trained with the decoder,
+end to end from the resized images).
+
+Cached features cannot be used when the encoder changes every step: each batch's images are decoded,
+preprocessed and passed through the encoder with gradients. The encoder becomes part of the model
+(the decoder's `image_encoder` submodule), so checkpoints, the kept best model and the artifact carry
+it, and the decode stage and `caption predict` compute features with it. BatchNorm statistics stay
+as they are (the encoder runs in eval mode), as fine-tuning with small batches needs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from PIL import Image
+from torch import nn
+
+from captioning.io import InputError
+from captioning.models.decoders import Decoder, ImageFeatures
+from captioning.models.encoders import EncoderSpec, build_encoder
+
+ENCODER_MODULE = "image_encoder"
+
+
+class ImageRows:
+    """Rows of a feature store -> preprocessed image tensors, read from the resize stage's <id>.jpg files."""
+
+    def __init__(self, image_dir: Path, ids: list[int], spec: EncoderSpec):
+        self.spec = spec
+        self.paths = [Path(image_dir) / f"{i}.jpg" for i in ids]
+        missing = [p for p in self.paths if not p.exists()]
+        if missing:
+            raise InputError(f"{missing[0]}: missing ({len(missing)} of {len(self.paths)} images in {image_dir}); "
+                             "train.finetune_encoder reads the resize stage's images: rerun `dvc repro resize`")
+
+    def load(self, rows) -> torch.Tensor:
+        images = []
+        for row in rows:
+            with Image.open(self.paths[int(row)]) as image:
+                images.append(self.spec.preprocess(image))
+        return torch.stack(images)
+
+
+def attach_encoder(decoder: Decoder, name: str, weights: str, trainable: bool = True) -> EncoderSpec:
+    """Make the encoder a submodule of the decoder (so one state dict holds both)."""
+    spec, encoder = build_encoder(name, weights)
+    for p in encoder.parameters():
+        p.requires_grad_(trainable)
+    decoder.add_module(ENCODER_MODULE, encoder)
+    return spec
+
+
+def image_encoder(decoder: nn.Module) -> Optional[nn.Module]:
+    return getattr(decoder, ENCODER_MODULE, None)
+
+
+def keep_encoder_frozen_statistics(decoder: nn.Module) -> None:
+    """After `decoder.train()`: the encoder's BatchNorm keeps its running statistics."""
+    encoder = image_encoder(decoder)
+    if encoder is not None:
+        encoder.eval()
+
+
+def encode_images(encoder: nn.Module, images: torch.Tensor, need_grid: bool) -> ImageFeatures:
+    pooled, grid = encoder(images.contiguous(memory_format=torch.channels_last))
+    return ImageFeatures(pooled.float(), grid.float() if need_grid else None)
