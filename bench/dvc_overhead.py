@@ -21,7 +21,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
-SMALL = {"data": {"synthetic": {"train": 300, "val": 60}}, "subset": {"train": 200, "val": 40, "test": 40},
+SMALL = {"data": {"synthetic": {"train": 300, "val": 100}}, "subset": {"train": 200, "val": 40, "test": 40},
          "train": {"epochs": 2}}
 
 
@@ -33,7 +33,9 @@ def merge(base: dict, extra: dict) -> dict:
 
 def repro(cwd: Path, env: dict) -> tuple[float, list[str]]:
     start = time.perf_counter()
-    done = subprocess.run(["dvc", "repro"], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(["dvc", "repro"], cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"dvc repro failed in {cwd}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return time.perf_counter() - start, re.findall(r"Running stage '([^']+)'", done.stdout)
 
 
