@@ -1,4 +1,5 @@
 """One real `dvc repro` of a tiny configuration, in a fresh git+DVC copy of the project."""
+import contextlib
 import json
 import os
 import re
@@ -89,6 +90,29 @@ def lock_md5(project: Path, stage: str, out: str) -> str:
     return next(o["md5"] for o in lock["stages"][stage]["outs"] if o["path"] == out)
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants. They are frozen first (SIGSTOP) until no new one appears,
+    so none can start a child between the snapshot and the kill (on a loaded machine that child would
+    survive, keep DVC's lock and write on)."""
+    root, frozen = psutil.Process(pid), {}
+    while True:
+        try:
+            current = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            current = []
+        new = [p for p in current if p.pid not in frozen]
+        if not new:
+            break
+        for p in new:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGSTOP)
+            frozen[p.pid] = p
+    for p in frozen.values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(list(frozen.values()), timeout=30)
+
+
 def test_stage_killed_mid_write_leaves_nothing_partial_and_rerun_matches(project):
     clean = lock_md5(project, "features", "data/features")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -102,8 +126,7 @@ def test_stage_killed_mid_write_leaves_nothing_partial_and_rerun_matches(project
         time.sleep(0.005)
     assert proc.poll() is None, "the stage finished before it could be killed"
     # DVC runs the command in its own process group: kill the whole tree, as the OOM killer or a power cut would
-    for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
-        p.send_signal(signal.SIGKILL)
+    kill_tree(proc.pid)
     proc.wait()
     for f in features.rglob("*") if features.exists() else []:
         # whatever is left is either a complete file or an unrenamed temporary, never a partial real name
