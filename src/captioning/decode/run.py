@@ -14,7 +14,6 @@ from captioning.io import InputError
 from captioning.models.artifact import check_features_match, load_model
 from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder
 from captioning.models.encoders import encoder_spec
-from captioning.models.decoders import ImageFeatures
 from captioning.train.device import pick_device, set_cpu_threads
 
 
@@ -41,9 +40,7 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
             with torch.inference_mode():
                 feats = encode_images(encoder, images.load(rows).to(dev), need_grid)
         else:
-            pooled = torch.from_numpy(np.asarray(store.pooled[rows], dtype=np.float32))
-            grid = torch.from_numpy(np.asarray(store.grid[rows], dtype=np.float32)) if need_grid else None
-            feats = ImageFeatures(pooled, grid).to(dev)
+            feats = store.image_features(rows, need_grid).to(dev)
         feats = feats.zeros_like() if zero else feats
         hyps = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, beam_size, max_length, length_penalty)
         predictions += [{"image_id": int(store.ids[r]), "caption": model.vocab.decode(h.tokens)} for r, h in zip(rows, hyps)]

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from captioning.io import InputError, read_json
+
+if TYPE_CHECKING:
+    from captioning.models.decoders import ImageFeatures
 
 POOLED, GRID, IDS, META = "pooled.npy", "grid.npy", "ids.json", "meta.json"
 
@@ -28,3 +33,11 @@ class FeatureStore:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def image_features(self, rows, need_grid: bool = True) -> "ImageFeatures":
+        """Rows as float32 tensors (the grid only when the decoder reads it)."""
+        from captioning.models.decoders import ImageFeatures
+
+        pooled = torch.from_numpy(np.asarray(self.pooled[rows], dtype=np.float32))
+        grid = torch.from_numpy(np.asarray(self.grid[rows], dtype=np.float32)) if need_grid else None
+        return ImageFeatures(pooled, grid)

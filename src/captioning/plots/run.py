@@ -14,7 +14,6 @@ from captioning.features.store import FeatureStore
 from captioning.models.artifact import load_model
 from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder
 from captioning.models.encoders import encoder_spec
-from captioning.models.decoders import ImageFeatures
 from captioning.plots.attention import plot_attention
 from captioning.plots.curves import plot_training_curves
 from captioning.plots.examples import plot_examples
@@ -38,8 +37,7 @@ def plot_attention_examples(model_dir: Path, features_dir: Path, image_dir: Path
         with torch.inference_mode():
             feats = encode_images(encoder, ImageRows(image_dir, [image_ids[0]], encoder_spec(model.encoder["name"])).load([0]), True)
     else:
-        feats = ImageFeatures(torch.from_numpy(np.asarray(store.pooled[[row]], dtype=np.float32)),
-                              torch.from_numpy(np.asarray(store.grid[[row]], dtype=np.float32)))
+        feats = store.image_features([row])
     hyp = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, 1, model.vocab.max_length)[0]
     words = [model.vocab.words[t] for t in hyp.tokens]
     h, w, _ = store.meta["grid_shape"]

@@ -51,11 +51,7 @@ class SplitData:
         pooled = torch.from_numpy(np.asarray(self.pooled[rows], dtype=np.float32))
         grid = torch.from_numpy(np.asarray(self.grid[rows], dtype=np.float32)) if need_grid else None
         feats = ImageFeatures(pooled, grid)
-        feats = feats.zeros_like() if zero else feats
-        if torch.device(device).type == "cuda":     # pinned pages: the copy overlaps the GPU's work
-            return ImageFeatures(*(None if t is None else t.pin_memory().to(device, non_blocking=True)
-                                   for t in (feats.pooled, feats.grid, feats.index)))
-        return feats.to(device)
+        return (feats.zeros_like() if zero else feats).to(device)
 
     def caption_features(self, rows: np.ndarray, device, zero: bool, need_grid: bool, shared: bool,
                          encoder: Optional[nn.Module] = None) -> ImageFeatures:

@@ -31,8 +31,15 @@ class ImageFeatures:
         return self if self.index is None else self.select(self.index)
 
     def to(self, device) -> "ImageFeatures":
-        move = (lambda t: None if t is None else t.to(device))
-        return ImageFeatures(self.pooled.to(device), move(self.grid), move(self.index))
+        to_gpu = torch.device(device).type == "cuda"
+
+        def move(t):
+            if t is None:
+                return None
+            if to_gpu and t.device.type == "cpu":     # pinned pages: the copy overlaps the GPU's work
+                return t.pin_memory().to(device, non_blocking=True)
+            return t.to(device)
+        return ImageFeatures(move(self.pooled), move(self.grid), move(self.index))
 
     def zeros_like(self) -> "ImageFeatures":
         return ImageFeatures(torch.zeros_like(self.pooled), None if self.grid is None else torch.zeros_like(self.grid),
