@@ -85,7 +85,9 @@ class AttentionLSTMDecoder(Decoder):
         order = torch.argsort(lengths, descending=True, stable=True)
         rows = order if features.index is None else features.index[order]
         state = self._start(features.grid, rows)                          # captions longest first
-        words = self.dropout(self.embed(inputs[order]))                   # [B, T, E]
+        # No dropout on the word embeddings (as Xu et al. and the best-known tutorial): only the output
+        # layer's input is dropped; with both, training within a CPU budget underfits.
+        words = self.embed(inputs[order])                                 # [B, T, E]
         embed_dim = words.shape[2]
         w_words, w_context = self.cell.weight_ih[:, :embed_dim], self.cell.weight_ih[:, embed_dim:]
         word_gates = F.linear(words, w_words, self.cell.bias_ih + self.cell.bias_hh)   # all steps at once
