@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from captioning.features.store import GRID, IDS, META, POOLED, FeatureStore
-from conftest import ROOT
+from dvc_project import create_project, run
 
 pytestmark = pytest.mark.slow
 METRIC_KEYS = {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider"}
@@ -30,41 +30,13 @@ TINY = {
 }
 
 
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
-def run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out.stdout + out.stderr
-
-
 def stages_run(log: str) -> set[str]:
     return set(re.findall(r"Running stage '([a-z]+)'", log))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "params.yaml", "pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, work / name)
-    for folder in ("stages", "src"):
-        shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (work / ".gitignore").write_text((ROOT / ".gitignore").read_text())
-    run(["git", "init", "-q"], work)
-    run(["git", "config", "user.email", "t@example.com"], work)
-    run(["git", "config", "user.name", "test"], work)
-    run(["dvc", "init", "-q"], work)
-    run(["dvc", "config", "core.analytics", "false"], work)
-    run(["git", "add", "-A"], work)
-    run(["git", "commit", "-qm", "init"], work)
+    work = create_project(tmp_path_factory.mktemp("project"), TINY)
     log = run(["dvc", "repro"], work)
     (work / "repro.log").write_text(log)
     return work

@@ -33,8 +33,8 @@ def predict(images: List[Path] = typer.Argument(..., help="image files or folder
     try:
         paths = find_images(images)
         captioner = Captioner(model, device)
-        if attention_maps and not captioner.model.decoder.has_attention:
-            raise InputError(f"--attention-maps: decoder {captioner.model.decoder_name!r} has no attention over the "
+        if attention_maps and not captioner.has_attention:
+            raise InputError(f"--attention-maps: decoder {captioner.decoder_name!r} has no attention over the "
                              "image; train soft_attention or bahdanau_gated")
         results = captioner.caption(paths, beam_size, max_length)
     except InputError as e:

@@ -18,7 +18,7 @@ EncoderName = Literal[
     "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "inception_v3",
 ]
-DecoderName = Literal["show_tell", "lstm", "gru_init", "soft_attention", "bahdanau_gated", "transformer"]
+DecoderName = Literal["show_tell", "lstm", "gru_init", "soft_attention", "bahdanau_gated", "transformer", "vit_gpt2"]
 
 
 class Section(BaseModel):
@@ -62,6 +62,15 @@ class FeaturesParams(Section):
     batch_size: int = Field(16, ge=1)
 
 
+class HfParams(Section):
+    """`train.decoder: vit_gpt2` only (needs `pip install -e '.[hf]'`)."""
+    encoder: str = Field("google/vit-base-patch16-224-in21k", description=(
+        "the ViT checkpoint: a Hugging Face Hub id (read from the HF_HOME cache, else downloaded) or a local "
+        "directory in save_pretrained layout"))
+    decoder: str = Field("gpt2", description="the GPT-2 checkpoint with its tokenizer: a Hub id or a local directory")
+    lr: float = Field(5e-5, gt=0, description="learning rate for fine-tuning both (train.lr is the CNN-RNN decoders')")
+
+
 class TrainParams(Section):
     decoder: DecoderName = "show_tell"
     epochs: int = Field(12, ge=1)
@@ -91,6 +100,7 @@ class TrainParams(Section):
     scst_lr: float = Field(5e-5, gt=0, description="constant learning rate of the self-critical epochs")
     scst_samples: int = Field(5, ge=2, description="captions sampled per image; each one's baseline is the others' mean reward")
     scst_batch_size: int = Field(32, ge=1, description="images per self-critical step")
+    hf: HfParams = HfParams()
 
     @property
     def scst_fields(self) -> set[str]:

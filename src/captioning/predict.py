@@ -10,6 +10,8 @@ import torch
 
 from captioning.data.images import BadImage, load_rgb
 from captioning.decode.beam import beam_search
+from captioning.hf.artifact import HfCaptionModel, is_hf_model, load_hf_model
+from captioning.hf.generate import generate_captions
 from captioning.io import InputError
 from captioning.models.artifact import CaptionModel, load_model
 from captioning.models.decoders import ImageFeatures
@@ -47,6 +49,10 @@ class Captioner:
     def __init__(self, model_dir: Path, device: str = "auto"):
         set_cpu_threads()
         self.device = pick_device(device)
+        self.hf: Optional[HfCaptionModel] = load_hf_model(model_dir, self.device) if is_hf_model(model_dir) else None
+        if self.hf is not None:        # vit_gpt2: its own preprocessing, captions through `generate`
+            self.model, self.spec, self.encoder = None, self.hf.spec, None
+            return
         self.model: CaptionModel = load_model(model_dir, self.device)
         enc = self.model.encoder
         attached = image_encoder(self.model.decoder)       # a fine-tuned encoder travels with the model
@@ -55,6 +61,14 @@ class Captioner:
             raise InputError(f"{model_dir}: the model expects {enc['pooled_dim']}-d features but encoder "
                              f"{enc['name']} gives {self.spec.pooled_dim}")
         self.encoder = encoder.to(self.device)
+
+    @property
+    def decoder_name(self) -> str:
+        return "vit_gpt2" if self.hf is not None else self.model.decoder_name
+
+    @property
+    def has_attention(self) -> bool:
+        return self.hf is None and self.model.decoder.has_attention
 
     def _batches(self, paths: list[Path], batch_size: int) -> Iterator[tuple[list[Path], list[Caption], torch.Tensor]]:
         good, bad, tensors = [], [], []
@@ -72,12 +86,16 @@ class Captioner:
 
     @torch.inference_mode()
     def caption(self, paths: list[Path], beam_size: int = 3, max_length: int = 20, batch_size: int = 16) -> list[Caption]:
-        vocab, decoder = self.model.vocab, self.model.decoder
         out: dict[Path, Caption] = {}
         for good, bad, images in self._batches(paths, batch_size):
             out.update({c.path: c for c in bad})
             if not good:
                 continue
+            if self.hf is not None:
+                texts = generate_captions(self.hf.model, self.hf.tokenizer, images.to(self.device), beam_size, max_length)
+                out.update({path: Caption(path, text, None, tuple(text.split())) for path, text in zip(good, texts)})
+                continue
+            vocab, decoder = self.model.vocab, self.model.decoder
             pooled, grid = self.encoder(images.to(self.device))
             feats = ImageFeatures(pooled.float(), grid.float() if decoder.needs_grid else None)
             if self.model.extra.get("zero_features"):

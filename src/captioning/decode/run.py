@@ -11,6 +11,7 @@ from tqdm import tqdm
 from captioning.decode.beam import beam_search
 from captioning.features.store import FeatureStore
 from captioning.io import InputError
+from captioning.hf.artifact import is_hf_model
 from captioning.models.artifact import check_features_match, load_model
 from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder
 from captioning.models.encoders import encoder_spec
@@ -24,8 +25,13 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
     (`images_dir`, the resize stage's <id>.jpg) through it instead of the cached features."""
     set_cpu_threads()
     dev = pick_device(device)
-    model = load_model(model_dir, dev)
     store = FeatureStore(features_dir)
+    if is_hf_model(model_dir):       # vit_gpt2 reads the images (same image list as the features)
+        if images_dir is None:
+            raise InputError(f"{model_dir}: a vit_gpt2 model reads the images, so decoding needs them (--images)")
+        return decode_hf_images(model_dir, images_dir, list(store.ids), beam_size, max_length, length_penalty,
+                                batch_size, dev)
+    model = load_model(model_dir, dev)
     check_features_match(model, store.meta, str(features_dir))
     zero = bool(model.extra.get("zero_features"))
     need_grid = model.decoder.needs_grid
@@ -44,4 +50,20 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
         feats = feats.zeros_like() if zero else feats
         hyps = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, beam_size, max_length, length_penalty)
         predictions += [{"image_id": int(store.ids[r]), "caption": model.vocab.decode(h.tokens)} for r, h in zip(rows, hyps)]
+    return predictions
+
+
+def decode_hf_images(model_dir: Path, images_dir: Path, ids: list[int], beam_size: int, max_length: int,
+                     length_penalty: float, batch_size: int, device) -> list[dict]:
+    """vit_gpt2: `generate` on the resized images, batched (beam search through transformers)."""
+    from captioning.hf.artifact import load_hf_model
+    from captioning.hf.generate import generate_captions
+    hf = load_hf_model(model_dir, device)
+    images = ImageRows(images_dir, ids, hf.spec)
+    batch_size = min(batch_size, 32)     # the ViT's activations: keep memory modest
+    predictions = []
+    for start in tqdm(range(0, len(ids), batch_size), desc="decode", unit="batch", mininterval=2):
+        rows = np.arange(start, min(start + batch_size, len(ids)))
+        captions = generate_captions(hf.model, hf.tokenizer, images.load(rows).to(device), beam_size, max_length, length_penalty)
+        predictions += [{"image_id": int(ids[r]), "caption": c} for r, c in zip(rows, captions)]
     return predictions

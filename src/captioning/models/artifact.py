@@ -50,6 +50,8 @@ def save_model(model: CaptionModel, out_dir: str | Path) -> None:
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> CaptionModel:
     model_dir = Path(model_dir)
+    if (model_dir / CONFIG).exists() and read_json(model_dir / CONFIG).get("decoder") == "vit_gpt2":
+        raise InputError(f"{model_dir}: a vit_gpt2 model; load it with captioning.hf.artifact.load_hf_model")
     for name in (WEIGHTS, CONFIG, VOCAB):
         if not (model_dir / name).exists():
             raise InputError(f"{model_dir / name}: missing; a model folder holds {WEIGHTS}, {CONFIG} and {VOCAB}"

@@ -11,6 +11,7 @@ from captioning.data.coco import load_captions
 from captioning.decode.beam import beam_search
 from captioning.evaluate.run import load_predictions, references_of
 from captioning.features.store import FeatureStore
+from captioning.hf.artifact import is_hf_model
 from captioning.models.artifact import load_model
 from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder
 from captioning.models.encoders import encoder_spec
@@ -24,10 +25,11 @@ from captioning.plots.words import plot_word_frequencies
 
 def plot_attention_examples(model_dir: Path, features_dir: Path, image_dir: Path, image_ids: list[int], out_png: Path) -> None:
     """One attention figure (first example image) or a panel saying the decoder has no attention."""
-    model = load_model(model_dir)
-    if not model.decoder.has_attention or not image_ids:
+    model = None if is_hf_model(model_dir) else load_model(model_dir)
+    if model is None or not model.decoder.has_attention or not image_ids:
         fig, ax = plt.subplots(figsize=(5, 1.5))
-        no_data(ax, f"decoder {model.decoder_name!r} has no attention over the image")
+        name = "vit_gpt2" if model is None else model.decoder_name
+        no_data(ax, f"decoder {name!r} has no attention over the image's grid to show")
         save_png(fig, out_png)
         return
     store = FeatureStore(features_dir)

@@ -75,7 +75,7 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _scheduler(optimizer, p: TrainParams, total_steps: int):
+def make_scheduler(optimizer, p: TrainParams, total_steps: int):
     if p.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1))))
@@ -147,7 +147,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         return epoch_batches(train.pairs, p.batch_size, seed, epoch)
 
     steps_per_epoch = len(xe_batches(0))
-    scheduler = _scheduler(optimizer, p, steps_per_epoch * p.epochs)
+    scheduler = make_scheduler(optimizer, p, steps_per_epoch * p.epochs)
     criterion = nn.CrossEntropyLoss(ignore_index=vocab.pad_id, label_smoothing=p.label_smoothing)
     # Summed, then divided by the global batch's token count: the same gradient on 1 or N ranks.
     summed = nn.CrossEntropyLoss(ignore_index=vocab.pad_id, label_smoothing=p.label_smoothing, reduction="sum")

@@ -55,6 +55,9 @@ def write_logs(result: TrainResult, plots_dir: Path) -> None:
 def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: Path, models_dir: Path,
               state_dir: Path, metrics_path: Path, plots_dir: Path, images_dir: Path = Path("data/images")) -> dict:
     p = params.train
+    if p.decoder == "vit_gpt2":      # pretrained transformers: trains from the images with GPT-2's tokenizer
+        from captioning.hf.train import run_hf_train
+        return run_hf_train(params, subset_dir, images_dir, models_dir, state_dir, metrics_path, plots_dir)
     set_cpu_threads()
     torch.manual_seed(params.seed)
     vocab = Vocabulary.load(vocab_path)

@@ -1,0 +1,117 @@
+"""train.decoder = vit_gpt2 through the real stages, with tiny random ViT and GPT-2 checkpoints built
+offline (no download): a BPE tokenizer trained on coco_mini's captions stands in for GPT-2's."""
+import json
+import sys
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from captioning.hf.pretrained import resolve_checkpoint
+from captioning.io import InputError
+from captioning.params import parse_params
+from conftest import SHARED_DATA
+from dvc_project import create_project, run
+
+METRIC_KEYS = {"bleu_1", "bleu_4", "meteor", "rouge_l", "cider"}
+
+
+def tiny_checkpoints(folder, captions: list[str]):
+    """A ViT (32x32 images, 8x8 patches) and a GPT-2 (2 layers of width 32) with a byte-level BPE tokenizer."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast, ViTConfig, ViTModel
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(captions, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                  unk_token="<|endoftext|>")
+    decoder = folder / "gpt2-tiny"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                               bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)).save_pretrained(decoder)
+    tokenizer.save_pretrained(decoder)
+    encoder = folder / "vit-tiny"
+    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64)).save_pretrained(encoder)
+    return encoder, decoder
+
+
+@pytest.mark.slow
+def test_vit_gpt2_trains_decodes_evaluates_and_captions_new_photos(tmp_path, shared_data):
+    coco_mini = shared_data / "coco_mini"
+    captions = [a["caption"] for a in json.loads((coco_mini / "annotations" / "captions_train2017.json").read_text())["annotations"]]
+    encoder, decoder = tiny_checkpoints(tmp_path, captions)
+    (tmp_path / "project").mkdir()
+    project = create_project(tmp_path / "project", {
+        "data": {"source": "coco2017", "root": str(coco_mini)},
+        "subset": {"train": 40, "val": 10, "test": 10},
+        "resize": {"size": 64},
+        "vocab": {"threshold": 1},
+        "train": {"decoder": "vit_gpt2", "epochs": 8, "batch_size": 10, "checkpoint_every": 50, "lr_schedule": "constant",
+                  "hf": {"encoder": str(encoder), "decoder": str(decoder), "lr": 0.003}},
+        "decode": {"beam_size": 2},
+        "plot": {"examples": 4},
+    })
+    run(["dvc", "repro"], project)
+
+    models = project / "models"
+    config = json.loads((models / "config.json").read_text())
+    assert config["decoder"] == "vit_gpt2" and (models / "model.safetensors").stat().st_size > 10_000
+    assert (models / "tokenizer" / "tokenizer.json").exists() and not (models / "vocab.json").exists()
+    epochs = json.loads((project / "metrics" / "train.json").read_text())
+    assert epochs["epochs"] == 8 and epochs["checkpoints"]["decoder"] == str(decoder)
+    steps = [line.split("\t") for line in (project / "plots" / "train" / "steps.tsv").read_text().splitlines()[1:]]
+    first, last = [float(s[2]) for s in steps if s[1] == "1"], [float(s[2]) for s in steps if s[1] == "8"]
+    assert sum(last) / len(last) < sum(first) / len(first) - 1.0      # it learns: the tokens' loss falls
+
+    val_losses = [float(line.split("\t")[3]) for line in (project / "plots" / "train" / "epochs.tsv").read_text().splitlines()[1:]]
+    assert val_losses[-1] < val_losses[0] - 0.3                       # and generalises a little to val captions
+    # A model this small and this briefly trained may well prefer the empty caption: the test is the path.
+    predictions = json.loads((project / "data" / "predictions.json").read_text())
+    assert len(predictions) == 10 and all(isinstance(p["caption"], str) for p in predictions)
+    metrics = json.loads((project / "metrics" / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics) and metrics["images"] == 10
+
+    run([sys.executable, "-m", "captioning.cli", "predict", str(coco_mini / "val2017"), "--model", "models",
+         "--beam-size", "2", "--out", "mine.json"], project)
+    mine = json.loads((project / "mine.json").read_text())
+    assert len(mine) == 20 and all(isinstance(m["caption"], str) for m in mine)
+
+
+def test_saved_model_loads_without_download_and_captions_exactly_as_before_saving(tmp_path, shared_data):
+    import torch
+    from captioning.hf.artifact import HfCaptionModel, is_hf_model, load_hf_model, save_hf_model
+    from captioning.hf.generate import generate_captions
+    from captioning.hf.pretrained import load_pretrained
+    captions = [a["caption"] for a in json.loads(
+        (shared_data / "coco_mini" / "annotations" / "captions_train2017.json").read_text())["annotations"]]
+    encoder, decoder = tiny_checkpoints(tmp_path, captions)
+    torch.manual_seed(0)
+    model, tokenizer, spec = load_pretrained(str(encoder), str(decoder))
+    model.eval()
+    pixels = torch.randn(3, 3, 32, 32)
+    before = generate_captions(model, tokenizer, pixels, 2, 8, length_penalty=1.0)
+    save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": {}}), tmp_path / "models")
+    assert is_hf_model(tmp_path / "models")
+    loaded = load_hf_model(tmp_path / "models")
+    with torch.no_grad():
+        start = torch.full((3, 1), model.config.decoder_start_token_id)
+        same = [m(pixel_values=pixels, decoder_input_ids=start).logits for m in (model, loaded.model)]
+    assert torch.equal(same[0], same[1])
+    assert generate_captions(loaded.model, loaded.tokenizer, pixels, 2, 8, length_penalty=1.0) == before
+    assert any(before) and loaded.spec.input_size == 32
+
+
+def test_a_missing_checkpoint_stops_at_once_naming_it_and_how_to_provide_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError) as e:
+        resolve_checkpoint("google/vit-base-patch16-224-in21k", "train.hf.encoder")
+    message = str(e.value)
+    assert "train.hf.encoder" in message and "google/vit-base-patch16-224-in21k" in message
+    assert "HF_HOME" in message and "local" in message
+
+
+def test_options_the_pretrained_captioner_cannot_honour_are_refused():
+    from captioning.hf.train import check_supported
+    with pytest.raises(InputError, match="train.scst_epochs"):
+        check_supported(parse_params({"train": {"decoder": "vit_gpt2", "scst_epochs": 2}}))
+    check_supported(parse_params({"train": {"decoder": "vit_gpt2"}}))
