@@ -23,10 +23,11 @@ from captioning.io import InputError, atomic_write_json
 from captioning.models.attached_encoder import ImageRows
 from captioning.params import Params
 from captioning.text.tokenizer import tokenize
+from captioning.train import distributed
 from captioning.train.captions import CaptionPairs, image_grouped_batches
 from captioning.train.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from captioning.train.device import autocast_dtype, pick_device, set_cpu_threads
-from captioning.train.loop import TrainResult, make_scheduler
+from captioning.train.loop import TrainResult, make_scheduler, restore_training, training_state
 from captioning.train.validate import quick_scores
 
 IGNORE = -100        # label positions the loss skips (padding)
@@ -35,6 +36,8 @@ UNSUPPORTED = ("scst_epochs", "scheduled_sampling", "zero_features")
 
 def check_supported(params: Params) -> None:
     p = params.train
+    if distributed.launched_by_torchrun():
+        raise InputError("train.decoder = 'vit_gpt2' trains in one process (one GPU or the CPU); run it without torchrun")
     for key in UNSUPPORTED:
         if getattr(p, key):
             raise InputError(f"params.yaml: train.{key} = {getattr(p, key)!r}: not available with train.decoder = "
@@ -133,24 +136,14 @@ def run_hf_train(params: Params, subset_dir: Path, images_dir: Path, models_dir:
     best_score, stale, epoch, batch_start, step = -math.inf, 0, 0, 0, 0
     saved = load_checkpoint(state_dir, run_id)
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
-        epoch, batch_start, step = saved["epoch"], saved["batch"], saved["step"]
-        best_score, stale = saved["best_score"], saved["stale"]
-        result = TrainResult(saved["best_model"], saved["best_epoch"], epoch, saved["step_log"], saved["epoch_log"], saved["seconds"])
+        epoch, batch_start, step, best_score, stale, result = restore_training(saved, model, optimizer, scheduler)
         print(f"train: resuming at epoch {epoch + 1}, batch {batch_start} (step {step})")
 
     started = time.perf_counter()
 
     def checkpoint(next_epoch: int, next_batch: int) -> None:
-        save_checkpoint(state_dir, {
-            "fingerprint": run_id, "epoch": next_epoch, "batch": next_batch, "step": step,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": torch.get_rng_state(), "best_score": best_score, "stale": stale, "best_model": result.best_state,
-            "best_epoch": result.best_epoch, "step_log": result.step_log, "epoch_log": result.epoch_log,
-            "seconds": result.seconds + (time.perf_counter() - started)})
+        save_checkpoint(state_dir, training_state(run_id, next_epoch, next_batch, step, model, optimizer, scheduler,
+                                                  best_score, stale, result, result.seconds + (time.perf_counter() - started)))
 
     while epoch < p.epochs and not (p.patience and stale >= p.patience):
         model.train()

@@ -75,6 +75,26 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def restore_training(saved: dict, model: nn.Module, optimizer, scheduler) -> tuple[int, int, int, float, int, TrainResult]:
+    """A checkpoint's model, optimizer, scheduler and RNG back in place -> (epoch, batch, step, best score,
+    epochs without improvement, the result so far)."""
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"])
+    result = TrainResult(saved["best_model"], saved["best_epoch"], saved["epoch"], saved["step_log"], saved["epoch_log"], saved["seconds"])
+    return saved["epoch"], saved["batch"], saved["step"], saved["best_score"], saved["stale"], result
+
+
+def training_state(run_id: str, next_epoch: int, next_batch: int, step: int, model: nn.Module, optimizer, scheduler,
+                   best_score: float, stale: int, result: TrainResult, seconds: float) -> dict:
+    """What restore_training needs, for save_checkpoint."""
+    return {"fingerprint": run_id, "epoch": next_epoch, "batch": next_batch, "step": step, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+            "best_score": best_score, "stale": stale, "best_model": result.best_state, "best_epoch": result.best_epoch,
+            "step_log": result.step_log, "epoch_log": result.epoch_log, "seconds": seconds}
+
+
 def make_scheduler(optimizer, p: TrainParams, total_steps: int):
     if p.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(
@@ -168,13 +188,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         print(f"train: the checkpoint in {state_dir} is from other SCST settings; starting from scratch")
         saved = None
     if saved is not None:
-        decoder.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
-        epoch, batch_start, step = saved["epoch"], saved["batch"], saved["step"]
-        best_score, stale = saved["best_score"], saved["stale"]
-        result = TrainResult(saved["best_model"], saved["best_epoch"], epoch, saved["step_log"], saved["epoch_log"], saved["seconds"])
+        epoch, batch_start, step, best_score, stale, result = restore_training(saved, decoder, optimizer, scheduler)
         if epoch > p.epochs + p.scst_epochs:
             print(f"train: the checkpoint in {state_dir} has run {epoch} epochs, more than the {p.epochs + p.scst_epochs} "
                   "asked for; its best model is kept")
@@ -184,12 +198,9 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     def checkpoint(next_epoch: int, next_batch: int):
         if not distributed.is_main():
             return
-        save_checkpoint(state_dir, {
-            "fingerprint": run_fingerprint, "scst_fingerprint": scst_fingerprint, "epoch": next_epoch, "batch": next_batch,
-            "step": step, "model": decoder.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": torch.get_rng_state(), "best_score": best_score, "stale": stale, "best_model": result.best_state,
-            "best_epoch": result.best_epoch, "step_log": result.step_log, "epoch_log": result.epoch_log,
-            "seconds": result.seconds + (time.perf_counter() - started)})
+        state = training_state(run_fingerprint, next_epoch, next_batch, step, decoder, optimizer, scheduler, best_score,
+                               stale, result, result.seconds + (time.perf_counter() - started))
+        save_checkpoint(state_dir, {**state, "scst_fingerprint": scst_fingerprint})
 
     started = time.perf_counter()
     rewarder: Optional[CiderD] = None
