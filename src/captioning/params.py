@@ -86,6 +86,9 @@ class TrainParams(Section):
         "auto", description="training forward pass: auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    group_by_image: bool = Field(True, description=(
+        "attention decoders: batches of whole images (an image's captions share its grid work: faster); "
+        "false = batches of random captions (more distinct images per step)"))
     select: Literal["cider", "loss"] = Field("cider", description="validation score that picks the kept epoch")
     patience: Optional[int] = Field(None, ge=1, description="stop after this many epochs without improvement; null = never")
     checkpoint_every: int = Field(200, ge=1, description="steps between resume checkpoints (also at every epoch end)")

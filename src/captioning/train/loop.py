@@ -162,7 +162,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     optimizer = torch.optim.Adam(_parameter_groups(decoder, p))
 
     def xe_batches(epoch: int) -> list[np.ndarray]:
-        if decoder.shares_image_work:
+        if decoder.shares_image_work and p.group_by_image:
             return image_grouped_batches(train.pairs, p.batch_size, seed, epoch)
         return epoch_batches(train.pairs, p.batch_size, seed, epoch)
 
