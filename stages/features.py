@@ -20,7 +20,8 @@ def main(images: Path = typer.Option(Path("data/images"), help="folder with <spl
     p = load_params(params).features
     for split in SPLITS:
         ids = sorted(int(f.stem) for f in (images / split).glob("*.jpg"))
-        info = extract_split(images / split, ids, out / split, p.encoder, p.weights, p.batch_size)
+        info = extract_split(images / split, ids, out / split, p.encoder, p.weights, p.batch_size,
+                             mirror=p.mirror_train and split == "train")
         print(f"features: {split}: {len(ids)} images {info}")
 
 

@@ -64,3 +64,33 @@ def test_every_encoder_feeds_one_training_step(image_dir, tmp_path, encoder):
     result = train_decoder(decoder, data, data, vocab, p, 0, torch.device("cpu"), tmp_path / "state", "x")
     assert result.epochs_run == 1 and np.isfinite(result.step_log[0][2])
     assert any(not torch.equal(a, b) for a, b in zip(before, decoder.parameters()))
+
+
+def test_mirrored_store_holds_the_features_of_the_mirror_images(tmp_path):
+    """features.mirror_train: the second pair of arrays, row for row, is what the encoder gives for the
+    image flipped left-right (checked against a folder where image 2 is image 1's mirror)."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 255, (224, 224, 3), dtype=np.uint8))
+    photo.save(folder / "1.jpg", quality=100)
+    photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "2.jpg", quality=100)
+    meta = extract_split(folder, [1, 2], tmp_path / "f", "efficientnet_lite0", "imagenet", batch_size=2, mirror=True)
+    store = FeatureStore(tmp_path / "f")
+    assert meta["mirrored"] and store.mirrored is not None
+    mirrored_pooled, mirrored_grid = store.mirrored
+    assert not np.allclose(store.grid[0], store.grid[1], atol=0.1)   # the mirror is a different input
+    np.testing.assert_allclose(mirrored_grid[0], store.grid[1], atol=0.15)   # JPEG re-encoding differs a little
+    np.testing.assert_allclose(mirrored_pooled[0], store.pooled[1], atol=0.05)
+
+    extract_split(folder, [1, 2], tmp_path / "f", "efficientnet_lite0", "none", batch_size=2)
+    assert FeatureStore(tmp_path / "f").mirrored is None   # a rerun without mirrors leaves none behind
+
+
+def test_training_reads_the_mirrored_rows_it_is_told_to():
+    pooled = np.arange(4, dtype=np.float16)[:, None].repeat(2, axis=1)
+    grid = pooled[:, None, :].repeat(3, axis=1)
+    data = SplitData(pooled, grid, [10, 11, 12, 13], None, {}, mirrored=(-pooled, -grid))
+    data.mirror_rows = np.array([False, True, False, True])
+    feats = data.features(np.array([3, 2, 1, 1]), "cpu", zero=False, need_grid=True)
+    assert feats.pooled[:, 0].tolist() == [-3, 2, -1, -1]
+    assert feats.grid[:, 0, 0].tolist() == [-3, 2, -1, -1]

@@ -18,9 +18,7 @@ from train_toy import train_toy
 HERE = Path(__file__).parent
 
 
-@pytest.mark.parametrize("name", sorted(DECODERS))
-def test_every_decoder_learns_the_toy_task(tmp_path, name):
-    decoder, result, vocab, val = train_toy(tmp_path, name, epochs=6)
+def assert_learned_the_colours(decoder, result, vocab, val):
     losses = [e["train_loss"] for e in result.epoch_log]
     assert losses[-1] < losses[0] * 0.7, losses
     decoder.eval()
@@ -28,6 +26,23 @@ def test_every_decoder_learns_the_toy_task(tmp_path, name):
     captions = greedy_captions(decoder, [(val.ids, feats)], vocab, 10)
     right = sum(any(c.split()[-2:] == r.split()[-2:] for r in val.references[i]) for i, c in captions.items() if c)
     assert right >= 0.75 * len(val.ids), captions   # the colour word comes from the image features
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_every_decoder_learns_the_toy_task(tmp_path, name):
+    decoder, result, vocab, val = train_toy(tmp_path, name, epochs=6)
+    assert_learned_the_colours(decoder, result, vocab, val)
+
+
+def test_attention_decoder_learns_from_random_caption_batches_too(tmp_path, monkeypatch):
+    """train.group_by_image=false: batches of captions from many images, not whole images."""
+    import captioning.train.loop as loop
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("image-grouped batches used although train.group_by_image is false")
+    monkeypatch.setattr(loop, "image_grouped_batches", refuse)
+    decoder, result, vocab, val = train_toy(tmp_path, "soft_attention", epochs=6, group_by_image=False)
+    assert_learned_the_colours(decoder, result, vocab, val)
 
 
 def test_checkpoint_loads_without_pickle(tmp_path):

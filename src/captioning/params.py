@@ -60,6 +60,9 @@ class FeaturesParams(Section):
     encoder: EncoderName = "efficientnet_lite0"
     weights: Literal["imagenet", "none"] = "imagenet"
     batch_size: int = Field(16, ge=1)
+    mirror_train: bool = Field(False, description=(
+        "also extract the training images mirrored left-right; each training epoch shows every image or its "
+        "mirror, at random (augmentation for small datasets; costs a second pass over the training images)"))
 
 
 class HfParams(Section):

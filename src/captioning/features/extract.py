@@ -14,21 +14,23 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from captioning.features.store import GRID, IDS, META, POOLED
+from captioning.features.store import GRID, IDS, META, MIRRORED_GRID, MIRRORED_POOLED, POOLED
 from captioning.io import atomic_path, atomic_write_json
 from captioning.models.encoders import EncoderSpec, build_encoder
 from captioning.train.device import pick_device, set_cpu_threads
 
 
 class ImageFolder(Dataset):
-    def __init__(self, paths: list[Path], spec: EncoderSpec):
-        self.paths, self.spec = paths, spec
+    def __init__(self, paths: list[Path], spec: EncoderSpec, mirror: bool = False):
+        self.paths, self.spec, self.mirror = paths, spec, mirror
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         with Image.open(self.paths[i]) as image:
+            if self.mirror:
+                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             return self.spec.preprocess(image)
 
 
@@ -63,26 +65,46 @@ def _optimise_for_cpu(encoder: torch.nn.Module, spec: EncoderSpec, batch_size: i
 
 
 def extract_split(image_dir: Path, image_ids: list[int], out_dir: Path, encoder_name: str, weights: str,
-                  batch_size: int, device: str = "auto", workers: int | None = None, optimise: bool = True) -> dict:
+                  batch_size: int, device: str = "auto", workers: int | None = None, optimise: bool = True,
+                  mirror: bool = False) -> dict:
+    """Features of `image_ids`; with `mirror`, also of their left-right mirror images (a second pair of
+    arrays, MIRRORED_POOLED/MIRRORED_GRID, row for row: training augmentation)."""
     set_cpu_threads()
     dev = pick_device(device)
     spec, encoder = build_encoder(encoder_name, weights)
     encoder = encoder.to(dev, memory_format=torch.channels_last)
     if dev.type == "cpu" and optimise:
         encoder = _optimise_for_cpu(encoder, spec, batch_size)
-    n, (h, w), d = len(image_ids), spec.grid_hw, spec.pooled_dim
-    workers = 1 if workers is None else workers
-    loader = DataLoader(ImageFolder([Path(image_dir) / f"{i}.jpg" for i in image_ids], spec), batch_size=batch_size,
-                        num_workers=workers if n else 0, pin_memory=dev.type == "cuda",
-                        worker_init_fn=_quiet_worker)
+    paths = [Path(image_dir) / f"{i}.jpg" for i in image_ids]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / POOLED, ".npy") as pooled_tmp, atomic_path(out_dir / GRID, ".npy") as grid_tmp:
+    views = [(False, POOLED, GRID)] + ([(True, MIRRORED_POOLED, MIRRORED_GRID)] if mirror else [])
+    for flipped, pooled_name, grid_name in views:
+        loader = DataLoader(ImageFolder(paths, spec, flipped), batch_size=batch_size,
+                            num_workers=(1 if workers is None else workers) if paths else 0,
+                            pin_memory=dev.type == "cuda", worker_init_fn=_quiet_worker)
+        label = f"features {out_dir.name}{' mirrored' if flipped else ''}"
+        _write_arrays(encoder, loader, dev, spec, encoder_name, out_dir / pooled_name, out_dir / grid_name, label)
+    if not mirror:   # a store without mirrors must not keep those of an earlier run
+        for name in (MIRRORED_POOLED, MIRRORED_GRID):
+            (out_dir / name).unlink(missing_ok=True)
+    (h, w), d = spec.grid_hw, spec.pooled_dim
+    atomic_write_json(out_dir / IDS, [int(i) for i in image_ids], indent=None)
+    meta = {"encoder": encoder_name, "weights": weights, "pooled_dim": d, "grid_shape": [h, w, d],
+            "dtype": "float16", "count": len(image_ids), "input_size": spec.input_size, "mirrored": mirror}
+    atomic_write_json(out_dir / META, meta)
+    return meta
+
+
+def _write_arrays(encoder, loader: DataLoader, dev: torch.device, spec: EncoderSpec, encoder_name: str,
+                  pooled_path: Path, grid_path: Path, label: str) -> None:
+    n, (h, w), d = len(loader.dataset), spec.grid_hw, spec.pooled_dim
+    with atomic_path(pooled_path, ".npy") as pooled_tmp, atomic_path(grid_path, ".npy") as grid_tmp:
         pooled = np.lib.format.open_memmap(pooled_tmp, mode="w+", dtype=np.float16, shape=(n, d))
         grid = np.lib.format.open_memmap(grid_tmp, mode="w+", dtype=np.float16, shape=(n, h * w, d))
         row = 0
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=dev.type == "cuda"):
-            for images in tqdm(loader, desc=f"features {out_dir.name}", unit="batch", mininterval=2):
+            for images in tqdm(loader, desc=label, unit="batch", mininterval=2):
                 images = images.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 p, g = encoder(images)
                 p, g = _finite_float16(p, encoder_name), _finite_float16(g, encoder_name)
@@ -92,8 +114,3 @@ def extract_split(image_dir: Path, image_ids: list[int], out_dir: Path, encoder_
         pooled.flush()
         grid.flush()
         del pooled, grid
-    atomic_write_json(out_dir / IDS, [int(i) for i in image_ids], indent=None)
-    meta = {"encoder": encoder_name, "weights": weights, "pooled_dim": d, "grid_shape": [h, w, d],
-            "dtype": "float16", "count": n, "input_size": spec.input_size}
-    atomic_write_json(out_dir / META, meta)
-    return meta

@@ -1,4 +1,7 @@
-"""Read a split's features: pooled.npy [N, D] and grid.npy [N, H*W, C], memory-mapped; ids.json; meta.json."""
+"""Read a split's features: pooled.npy [N, D] and grid.npy [N, H*W, C], memory-mapped; ids.json; meta.json.
+
+With `features.mirror_train`, the training split also holds pooled_mirrored.npy and grid_mirrored.npy: the
+same images mirrored left-right, row for row (the train stage shows each image or its mirror)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +16,7 @@ if TYPE_CHECKING:
     from captioning.models.decoders import ImageFeatures
 
 POOLED, GRID, IDS, META = "pooled.npy", "grid.npy", "ids.json", "meta.json"
+MIRRORED_POOLED, MIRRORED_GRID = "pooled_mirrored.npy", "grid_mirrored.npy"
 
 
 class FeatureStore:
@@ -30,6 +34,13 @@ class FeatureStore:
             raise InputError(f"{self.dir}: {n} ids but pooled has {self.pooled.shape[0]} rows and grid "
                              f"{self.grid.shape[0]}; rebuild with `dvc repro features`")
         self.row_of = {image_id: row for row, image_id in enumerate(self.ids)}
+        self.mirrored: tuple[np.ndarray, np.ndarray] | None = None
+        if (self.dir / MIRRORED_POOLED).exists() and (self.dir / MIRRORED_GRID).exists():
+            mirrored = (np.load(self.dir / MIRRORED_POOLED, mmap_mode="r"), np.load(self.dir / MIRRORED_GRID, mmap_mode="r"))
+            if any(a.shape != b.shape for a, b in zip(mirrored, (self.pooled, self.grid))):
+                raise InputError(f"{self.dir}: the mirrored arrays' shapes {[a.shape for a in mirrored]} differ from "
+                                 f"the originals'; rebuild with `dvc repro features`")
+            self.mirrored = mirrored
 
     def __len__(self) -> int:
         return len(self.ids)

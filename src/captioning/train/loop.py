@@ -33,6 +33,16 @@ from captioning.train.scst import reward_references, scst_loss
 from captioning.train.validate import greedy_captions, quick_scores
 
 
+def _read_rows(array: np.ndarray, mirrored: Optional[np.ndarray], rows: np.ndarray, flip: Optional[np.ndarray]) -> np.ndarray:
+    """array[rows] as float32, with the rows marked in `flip` read from `mirrored` instead."""
+    if flip is None or not flip.any():
+        return np.asarray(array[rows], dtype=np.float32)
+    out = np.empty((len(rows),) + array.shape[1:], dtype=np.float32)
+    out[~flip] = array[rows[~flip]]
+    out[flip] = mirrored[rows[flip]]
+    return out
+
+
 @dataclass
 class SplitData:
     pooled: np.ndarray                 # [N, D] (memory-mapped float16 is fine)
@@ -41,15 +51,21 @@ class SplitData:
     pairs: CaptionPairs
     references: dict[int, list[str]]   # image id -> reference captions
     images: Optional[ImageRows] = None  # the images themselves, for train.finetune_encoder
+    mirrored: Optional[tuple[np.ndarray, np.ndarray]] = None   # (pooled, grid) of the mirrored images, row for row
+    mirror_rows: Optional[np.ndarray] = None   # [N] bool: rows read from `mirrored` (set per epoch by training)
 
     def features(self, rows: np.ndarray, device, zero: bool, need_grid: bool,
                  encoder: Optional[nn.Module] = None) -> ImageFeatures:
-        """Cached features of `rows`, or (given the model's trainable `encoder`) the encoder's on the images."""
+        """Cached features of `rows` (the mirrored ones where `mirror_rows` says so), or (given the model's
+        trainable `encoder`) the encoder's on the images."""
         if encoder is not None and self.images is not None:
             feats = encode_images(encoder, self.images.load(rows).to(device), need_grid)
             return feats.zeros_like() if zero else feats
-        pooled = torch.from_numpy(np.asarray(self.pooled[rows], dtype=np.float32))
-        grid = torch.from_numpy(np.asarray(self.grid[rows], dtype=np.float32)) if need_grid else None
+        rows = np.asarray(rows)
+        flip = None if self.mirror_rows is None or self.mirrored is None else self.mirror_rows[rows]
+        mirrored_pooled, mirrored_grid = self.mirrored or (None, None)
+        pooled = torch.from_numpy(_read_rows(self.pooled, mirrored_pooled, rows, flip))
+        grid = torch.from_numpy(_read_rows(self.grid, mirrored_grid, rows, flip)) if need_grid else None
         feats = ImageFeatures(pooled, grid)
         return (feats.zeros_like() if zero else feats).to(device)
 
@@ -224,6 +240,8 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
             rewarder = _train_rewarder(train)
         decoder.train()
         keep_encoder_frozen_statistics(decoder)
+        if train.mirrored is not None:   # each image or its mirror, seeded per epoch (a resumed epoch sees the same)
+            train.mirror_rows = np.random.default_rng([seed, epoch, 1]).random(len(train.ids)) < 0.5
         if scst:
             batches = image_batches(len(train.ids), p.scst_batch_size, seed, epoch)
         else:
