@@ -78,16 +78,17 @@ def extract_split(image_dir: Path, image_ids: list[int], out_dir: Path, encoder_
     paths = [Path(image_dir) / f"{i}.jpg" for i in image_ids]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # An earlier run's mirrors go first: a run killed between the two passes must not leave new
+    # originals beside old mirrors, and a store without mirrors must not keep them.
+    for name in (MIRRORED_POOLED, MIRRORED_GRID):
+        (out_dir / name).unlink(missing_ok=True)
+    num_workers = (1 if workers is None else workers) if paths else 0
     views = [(False, POOLED, GRID)] + ([(True, MIRRORED_POOLED, MIRRORED_GRID)] if mirror else [])
     for flipped, pooled_name, grid_name in views:
-        loader = DataLoader(ImageFolder(paths, spec, flipped), batch_size=batch_size,
-                            num_workers=(1 if workers is None else workers) if paths else 0,
+        loader = DataLoader(ImageFolder(paths, spec, flipped), batch_size=batch_size, num_workers=num_workers,
                             pin_memory=dev.type == "cuda", worker_init_fn=_quiet_worker)
         label = f"features {out_dir.name}{' mirrored' if flipped else ''}"
         _write_arrays(encoder, loader, dev, spec, encoder_name, out_dir / pooled_name, out_dir / grid_name, label)
-    if not mirror:   # a store without mirrors must not keep those of an earlier run
-        for name in (MIRRORED_POOLED, MIRRORED_GRID):
-            (out_dir / name).unlink(missing_ok=True)
     (h, w), d = spec.grid_hw, spec.pooled_dim
     atomic_write_json(out_dir / IDS, [int(i) for i in image_ids], indent=None)
     meta = {"encoder": encoder_name, "weights": weights, "pooled_dim": d, "grid_shape": [h, w, d],
