@@ -62,6 +62,8 @@ def test_self_critical_epochs_raise_the_cider_reward(tmp_path, name):
     rewards = [e["train_reward"] for e in log[1:]]
     assert rewards[-1] > rewards[0] + 0.2, rewards
     assert max(e["val_cider"] for e in log[1:]) > log[0]["val_cider"], log
+    # the likelihood is not SCST's objective: its epochs log no validation loss (computing it cost time)
+    assert log[0]["val_loss"] > 0 and all(e["val_loss"] is None for e in log[1:])
 
 
 def test_checkpoint_inside_the_first_scst_epoch_needs_the_same_scst_settings(tmp_path, capsys):
