@@ -13,7 +13,7 @@ from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
 from captioning.train.cider_reward import CiderD
 from captioning.train.loop import train_decoder
-from captioning.train.scst import END_WORD, reward_references, sample_captions, words_of
+from captioning.train.scst import END_WORD, _draw, reward_references, sample_captions, words_of
 from train_toy import toy_split
 
 
@@ -45,6 +45,14 @@ def test_samples_stop_at_end_and_carry_gradient():
         if vocab.end_id in row:     # nothing but padding after <end>
             assert all(t == 0 for t in row[row.index(vocab.end_id) + 1:])
     assert logprob.requires_grad and bool((logprob < 0).all())
+
+
+def test_words_are_drawn_with_the_models_probabilities():
+    torch.manual_seed(0)
+    probs = torch.tensor([0.0, 0.5, 0.3, 0.0, 0.15, 0.05])      # <pad> first, and a word it must never draw
+    counts = torch.bincount(_draw(probs.log().expand(200_000, -1)), minlength=6).float() / 200_000
+    np.testing.assert_allclose(counts.numpy(), probs.numpy(), atol=0.005)
+    assert counts[0] == 0 and counts[3] == 0
 
 
 @pytest.mark.parametrize("name", ["soft_attention", "show_tell", "transformer"])
