@@ -1,10 +1,10 @@
-"""Self-critical steps: sampling with a fixed batch against a batch that ended captions leave.
+"""Self-critical steps: the earlier sampler (a fixed batch, torch.multinomial) against the pipeline's
+(ended captions leave the batch; words drawn by inverting the cumulative distribution).
 
-A trained model is needed (an untrained one never samples <end>, so nothing would leave): give the
+A trained model is needed (an untrained one rarely samples <end>, so few captions would leave): give the
 models/ folder and the features of a Flickr8k run (for example the README's Flickr8k recipe's outputs).
 Each step samples 5 captions for each of 16 training images (the recipe's SCST batch) and
 back-propagates the summed log-probabilities, in the training precision; both ways see the same images.
-The fixed way is the earlier code's: every step runs all 80 rows until the last caption ends.
 
 python bench/scst_sampling.py --model models --features data/features/train [--steps 20]
 """
@@ -31,7 +31,7 @@ IMAGES, SAMPLES = 16, 5
 
 
 def sample_fixed_batch(decoder, feats: ImageFeatures, samples: int, start_id: int, end_id: int, max_length: int):
-    """Every row stays in the batch until all have ended (ended rows are fed padding)."""
+    """The earlier code: every row stays in the batch until all have ended (ended rows are fed padding)."""
     n = feats.pooled.shape[0] * samples
     index = torch.arange(feats.pooled.shape[0]).repeat_interleave(samples)
     state = decoder.select(decoder.init_state(feats), index)
@@ -88,8 +88,8 @@ def main() -> None:
     fixed, shrinking = run(sample_fixed_batch), run(sample_captions)
     print(f"{IMAGES} images x {SAMPLES} samples per step, {args.steps} steps, precision {amp or 'float32'}\n")
     print("| way | s/step (sample + backward) | mean words | decoding steps |\n|---|---|---|---|")
-    print(f"| fixed batch | {fixed[0]:.3f} | {fixed[1]:.1f} | {fixed[2]:.1f} |")
-    print(f"| ended captions leave | {shrinking[0]:.3f} | {shrinking[1]:.1f} | {shrinking[2]:.1f} |")
+    print(f"| fixed batch, torch.multinomial | {fixed[0]:.3f} | {fixed[1]:.1f} | {fixed[2]:.1f} |")
+    print(f"| ended captions leave, inverse-CDF draws | {shrinking[0]:.3f} | {shrinking[1]:.1f} | {shrinking[2]:.1f} |")
     print(f"ratio: {fixed[0] / shrinking[0]:.2f}x faster per SCST step")
 
 
