@@ -13,7 +13,7 @@ from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
 from captioning.train.cider_reward import CiderD
 from captioning.train.loop import train_decoder
-from captioning.train.scst import END_WORD, _draw, reward_references, sample_captions, words_of
+from captioning.train.scst import END_WORD, reward_references, sample_captions, words_of
 from train_toy import toy_split
 
 
@@ -47,25 +47,17 @@ def test_samples_stop_at_end_and_carry_gradient():
     assert logprob.requires_grad and bool((logprob < 0).all())
 
 
-def test_words_are_drawn_with_the_models_probabilities():
-    torch.manual_seed(0)
-    probs = torch.tensor([0.0, 0.5, 0.3, 0.0, 0.15, 0.05])      # <pad> first, and a word it must never draw
-    counts = torch.bincount(_draw(probs.log().expand(200_000, -1)), minlength=6).float() / 200_000
-    np.testing.assert_allclose(counts.numpy(), probs.numpy(), atol=0.005)
-    assert counts[0] == 0 and counts[3] == 0
-
-
 @pytest.mark.parametrize("name", ["soft_attention", "show_tell", "transformer"])
 def test_sampled_log_probabilities_are_the_decoders_own(name):
-    """Captions leave the sampling batch as they end; each caption's summed log-probability must still be
-    the one the decoder gives its words when reading them (teacher forcing), <end> included."""
+    """Each sampled caption's summed log-probability (the policy gradient's) is the one the decoder gives
+    its words when reading them (teacher forcing), <end> included, and nothing after it."""
     torch.manual_seed(0)
     train, vocab = toy_split(8, 1)
     decoder = build_decoder(name, DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0)).eval()
     feats = train.features(np.arange(6), torch.device("cpu"), False, True)
     tokens, logprob = sample_captions(decoder, feats, 4, vocab.start_id, vocab.end_id, max_length=8)
     lengths = [row.index(vocab.end_id) + 1 if vocab.end_id in row else len(row) for row in tokens.tolist()]
-    assert len(set(lengths)) > 2                 # captions of several lengths: the batch did shrink
+    assert len(set(lengths)) > 2                 # captions of several lengths, some ended early
     # An untrained decoder samples <pad> mid-caption at times, which teacher forcing would read as the end.
     words = [i for i, (row, n) in enumerate(zip(tokens.tolist(), lengths)) if vocab.pad_id not in row[:n]]
     assert len(words) > 8
@@ -83,14 +75,13 @@ def test_self_critical_epochs_raise_the_cider_reward(tmp_path, name):
     torch.manual_seed(0)
     train, vocab = toy_split(64, 1)
     val, _ = toy_split(16, 2, vocab)
-    # One short cross-entropy epoch leaves the colour half-learnt; SCST must then raise the reward (6 epochs:
-    # after 4 the rise still depends on the seed's samples).
+    # One short cross-entropy epoch leaves the colour half-learnt; SCST must then raise the reward.
     p = TrainParams(decoder=name, epochs=1, batch_size=16, lr=0.003, embed_dim=16, hidden_dim=32, dropout=0.0,
-                    lr_schedule="constant", select="cider", scst_epochs=6, scst_lr=0.01, scst_batch_size=8, scst_samples=4)
+                    lr_schedule="constant", select="cider", scst_epochs=4, scst_lr=0.01, scst_batch_size=8, scst_samples=4)
     decoder = build_decoder(name, DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0))
     result = train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), tmp_path, "scst")
     log = result.epoch_log
-    assert [e["phase"] for e in log] == ["xe"] + ["scst"] * 6
+    assert [e["phase"] for e in log] == ["xe"] + ["scst"] * 4
     rewards = [e["train_reward"] for e in log[1:]]
     assert rewards[-1] > rewards[0] + 0.2, rewards
     assert max(e["val_cider"] for e in log[1:]) > log[0]["val_cider"], log

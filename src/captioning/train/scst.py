@@ -25,54 +25,28 @@ def reward_references(references: dict[int, list[list[str]]]) -> CiderD:
     return CiderD({key: [ref + [END_WORD] for ref in refs] for key, refs in references.items()})
 
 
-def _draw(logp: torch.Tensor) -> torch.Tensor:
-    """One word per row from log-probabilities [B, V], by inverting the cumulative distribution at a uniform
-    draw: the distribution of torch.multinomial, at a tenth of its cost on CPU (it draws V exponentials per
-    row; this, one uniform), which was a tenth of an SCST step."""
-    cdf = logp.float().exp().cumsum(dim=1)
-    u = torch.rand(cdf.shape[0], 1, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[1] - 1)   # never a zero-probability word
-
-
 def sample_captions(decoder: Decoder, feats: ImageFeatures, samples: int, start_id: int, end_id: int,
                     max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial samples, `samples` per image (image-major). Returns tokens [B*S, T] (0 after <end>)
-    and the summed log-probability of each caption (with gradient), <end> included.
-
-    Ended captions leave the batch (in a few large cuts, as the decoders' training forward does: each cut
-    costs a full-size gradient copy in backward). With the cheaper word draws (_draw), an SCST step of the
-    Flickr8k recipe takes 0.43 s against 0.55 s (bench/scst_sampling.py): the steps are mostly matrix
-    products too small for fewer rows to make them much cheaper.
-    """
+    and the summed log-probability of each caption (with gradient), <end> included."""
     n = feats.pooled.shape[0] * samples
-    device = feats.pooled.device
-    index = torch.arange(feats.pooled.shape[0], device=device).repeat_interleave(samples)
+    index = torch.arange(feats.pooled.shape[0], device=feats.pooled.device).repeat_interleave(samples)
     state = decoder.select(decoder.init_state(feats), index)      # per-image work once, then rows per sample
-    rows = torch.arange(n, device=device)                          # the caption each state row belongs to
-    token = torch.full((n,), start_id, dtype=torch.long, device=device)
-    alive = torch.ones(n, dtype=torch.bool, device=device)
-    logprob = torch.zeros(n, device=device)
-    out = torch.zeros((n, max_length + 1), dtype=torch.long, device=device)
-    steps = 0
-    for t in range(max_length + 1):        # max_length words plus <end>
+    token = torch.full((n,), start_id, dtype=torch.long, device=index.device)
+    alive = torch.ones(n, dtype=torch.bool, device=index.device)
+    logprob = torch.zeros(n, device=index.device)
+    out = []
+    for _ in range(max_length + 1):        # max_length words plus <end>
         logits, state, _ = decoder.step(token, state)
         logp = torch.log_softmax(logits.float(), dim=-1)
-        token = _draw(logp.detach())
-        live = alive[rows]
-        logprob = logprob.index_add(0, rows, torch.where(live, logp.gather(1, token[:, None]).squeeze(1),
-                                                         torch.zeros_like(live, dtype=logp.dtype)))
-        token = torch.where(live, token, torch.zeros_like(token))
-        out[rows, t] = token
-        live = live & (token != end_id)
-        alive[rows] = live
-        steps = t + 1
-        n_live = int(live.sum())
-        if n_live == 0:
+        token = torch.multinomial(logp.detach().exp(), 1).squeeze(1)
+        logprob = logprob + torch.where(alive, logp.gather(1, token[:, None]).squeeze(1), torch.zeros_like(logprob))
+        token = torch.where(alive, token, torch.zeros_like(token))
+        out.append(token)
+        alive = alive & (token != end_id)
+        if not alive.any():
             break
-        if n_live < 0.75 * len(rows):
-            keep = live.nonzero().squeeze(1)
-            rows, token, state = rows[keep], token[keep], decoder.select(state, keep)
-    return out[:, :steps], logprob
+    return torch.stack(out, dim=1), logprob
 
 
 def words_of(tokens: torch.Tensor, vocab: Vocabulary, mark_end: bool = False) -> list[list[str]]:
