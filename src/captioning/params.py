@@ -106,6 +106,9 @@ class TrainParams(Section):
     scst_lr: float = Field(5e-5, gt=0, description="constant learning rate of the self-critical epochs")
     scst_samples: int = Field(5, ge=2, description="captions sampled per image; each one's baseline is the others' mean reward")
     scst_batch_size: int = Field(32, ge=1, description="images per self-critical step")
+    scst_ema: float = Field(0.0, ge=0, lt=1, description=(
+        "decay per step of a moving average of the weights over the self-critical steps; validation and the "
+        "kept model use the average; 0 = off (the last step's weights)"))
     hf: HfParams = HfParams()
 
     @property

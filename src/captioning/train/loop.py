@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,6 +32,7 @@ from captioning.train.cider_reward import CiderD
 from captioning.train.scheduled_sampling import sampling_probability, scheduled_sampling_logits
 from captioning.train.scst import reward_references, scst_loss
 from captioning.train.validate import greedy_captions, quick_scores
+from captioning.train.weight_average import WeightAverage
 
 
 def _read_rows(array: np.ndarray, mirrored: Optional[np.ndarray], rows: np.ndarray, flip: Optional[np.ndarray]) -> np.ndarray:
@@ -199,6 +201,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
 
     result = TrainResult(best_state=copy.deepcopy(decoder.state_dict()), best_epoch=0, epochs_run=0)
     best_score, stale, epoch, batch_start, step = -math.inf, 0, 0, 0, 0
+    average: Optional[WeightAverage] = None            # train.scst_ema: the SCST weights' moving average
     saved = load_checkpoint(state_dir, run_fingerprint)
     # Saved mid-SCST: past the cross-entropy epochs, or inside the first SCST epoch.
     saved_in_scst = saved is not None and (saved["epoch"], saved["batch"]) > (p.epochs, 0)
@@ -207,6 +210,9 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         saved = None
     if saved is not None:
         epoch, batch_start, step, best_score, stale, result = restore_training(saved, decoder, optimizer, scheduler)
+        if saved.get("weight_average") is not None:
+            average = WeightAverage(decoder, p.scst_ema)
+            average.load_state_dict(saved["weight_average"])
         if epoch > p.epochs + p.scst_epochs:
             print(f"train: the checkpoint in {state_dir} has run {epoch} epochs, more than the {p.epochs + p.scst_epochs} "
                   "asked for; its best model is kept")
@@ -218,7 +224,8 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
             return
         state = training_state(run_fingerprint, next_epoch, next_batch, step, decoder, optimizer, scheduler, best_score,
                                stale, result, result.seconds + (time.perf_counter() - started))
-        save_checkpoint(state_dir, {**state, "scst_fingerprint": scst_fingerprint})
+        save_checkpoint(state_dir, {**state, "scst_fingerprint": scst_fingerprint,
+                                    "weight_average": average.state_dict() if average is not None else None})
 
     started = time.perf_counter()
     rewarder: Optional[CiderD] = None
@@ -236,6 +243,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                 group["lr"] = p.scst_lr
             best_epoch_log = result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
             best_score, stale = best_epoch_log.get("val_cider", -math.inf), 0
+            average = WeightAverage(decoder, p.scst_ema) if p.scst_ema else None
         if scst and p.patience and stale >= p.patience:
             break
         if scst and rewarder is None:
@@ -284,6 +292,8 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                 nn.utils.clip_grad_norm_(decoder.parameters(), p.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            if scst and average is not None:
+                average.update(decoder)
             step += 1
             if not scst:
                 scheduler.step()
@@ -294,10 +304,16 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                 checkpoint(epoch, b + 1)
         progress.close()
 
-        # SCST does not optimise the likelihood (its val loss only rises): 18 s a Flickr8k epoch saved by skipping it.
-        val_loss = None if scst else _val_loss(decoder, val, p, device, amp_dtype)
-        captions = _val_captions(decoder, val, p, device, vocab, vocab.max_length)
-        scores = quick_scores(val.references, captions)
+        # With train.scst_ema, SCST epochs validate (and keep) the weights' moving average.
+        validated = average.applied(decoder) if scst and average is not None else nullcontext()
+        with validated:
+            # SCST does not optimise the likelihood (its val loss only rises): 18 s a Flickr8k epoch saved by skipping it.
+            val_loss = None if scst else _val_loss(decoder, val, p, device, amp_dtype)
+            captions = _val_captions(decoder, val, p, device, vocab, vocab.max_length)
+            scores = quick_scores(val.references, captions)
+            score = scores["cider"] if (p.select == "cider" or scst) else -val_loss
+            if score > best_score:
+                result.best_state, result.best_epoch = copy.deepcopy(decoder.state_dict()), epoch + 1
         epoch_losses = [row[2] for row in result.step_log if row[1] == epoch + 1]
         result.epoch_log.append({"epoch": epoch + 1, "phase": "scst" if scst else "xe",
                                  "train_loss": round(float(np.mean(epoch_losses)), 5) if epoch_losses else None,
@@ -307,10 +323,8 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                                  "val_bleu_4": round(scores["bleu_4"], 5), "val_cider": round(scores["cider"], 5),
                                  "lr": optimizer.param_groups[0]["lr"],
                                  "sampling": None if scst else sampling_probability(p.scheduled_sampling, epoch, p.epochs)})
-        score = scores["cider"] if (p.select == "cider" or scst) else -val_loss
         if score > best_score:
             best_score, stale = score, 0
-            result.best_state, result.best_epoch = copy.deepcopy(decoder.state_dict()), epoch + 1
         else:
             stale += 1
         head = (f"train reward (CIDEr-D) {result.epoch_log[-1]['train_reward']:.3f}" if scst
