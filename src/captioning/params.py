@@ -109,6 +109,9 @@ class TrainParams(Section):
     scst_ema: float = Field(0.0, ge=0, lt=1, description=(
         "decay per step of a moving average of the weights over the self-critical steps; validation and the "
         "kept model use the average; 0 = off (the last step's weights)"))
+    scst_grid_crop: Optional[int] = Field(None, ge=1, description=(
+        "side of a random square window of the feature grid that each self-critical step sees of each image "
+        "(augmentation; decoders with attention only); null = the whole grid"))
     hf: HfParams = HfParams()
 
     @property

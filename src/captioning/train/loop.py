@@ -30,6 +30,7 @@ from captioning.models.attached_encoder import ImageRows, encode_images, image_e
 from captioning.train.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from captioning.train.cider_reward import CiderD
 from captioning.train.scheduled_sampling import sampling_probability, scheduled_sampling_logits
+from captioning.train.grid_crop import random_grid_crops
 from captioning.train.scst import reward_references, scst_loss
 from captioning.train.validate import greedy_captions, quick_scores
 from captioning.train.weight_average import WeightAverage
@@ -180,6 +181,9 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                          "set it to 0 under torchrun")
     if image_encoder(decoder) is not None and world > 1:
         raise InputError("train.finetune_encoder: end-to-end training runs in one process; set it to false under torchrun")
+    if p.scst_grid_crop and not decoder.needs_grid:
+        raise InputError(f"train.scst_grid_crop = {p.scst_grid_crop}: crops the feature grid, which {p.decoder} does not read; "
+                         "set it to null or use a decoder with attention")
     optimizer = torch.optim.Adam(_parameter_groups(decoder, p))
 
     def xe_batches(epoch: int) -> list[np.ndarray]:
@@ -264,6 +268,8 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
         for b, idx in enumerate(progress, start=batch_start):
             if scst:
                 feats = train.features(idx, device, p.zero_features, decoder.needs_grid, image_encoder(decoder))
+                if p.scst_grid_crop:
+                    feats = random_grid_crops(feats, p.scst_grid_crop)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     loss, reward = scst_loss(decoder, feats, [train.ids[r] for r in idx], rewarder, vocab,
                                              p.scst_samples, vocab.max_length)
