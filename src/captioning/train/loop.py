@@ -318,7 +318,8 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
             captions = _val_captions(decoder, val, p, device, vocab, vocab.max_length)
             scores = quick_scores(val.references, captions)
             score = scores["cider"] if (p.select == "cider" or scst) else -val_loss
-            if score > best_score:
+            improved = score > best_score
+            if improved:     # copied here: these are the validated weights (the average, with train.scst_ema)
                 result.best_state, result.best_epoch = copy.deepcopy(decoder.state_dict()), epoch + 1
         epoch_losses = [row[2] for row in result.step_log if row[1] == epoch + 1]
         result.epoch_log.append({"epoch": epoch + 1, "phase": "scst" if scst else "xe",
@@ -329,7 +330,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                                  "val_bleu_4": round(scores["bleu_4"], 5), "val_cider": round(scores["cider"], 5),
                                  "lr": optimizer.param_groups[0]["lr"],
                                  "sampling": None if scst else sampling_probability(p.scheduled_sampling, epoch, p.epochs)})
-        if score > best_score:
+        if improved:
             best_score, stale = score, 0
         else:
             stale += 1
