@@ -31,7 +31,7 @@ def main(subset: Path = typer.Option(Path("data/subset"), help="folder with trai
         if per_image:  # COCO without the image zips: fetch just this subset's images into data.root
             from captioning.data.download import fetch_images
             fetched = fetch_images(images)
-        reports[s] = resize_split(images, out / s, p.size, p.mode, p.workers)
+        reports[s] = resize_split(images, out / s, p.image_size, p.mode, p.workers)
         if fetched is not None:
             reports[s]["fetch"] = fetched
     atomic_write_json(out / "report.json", reports)

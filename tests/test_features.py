@@ -38,6 +38,14 @@ def test_store_matches_direct_encoder_output(image_dir, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temporary files left
 
 
+def test_extraction_says_when_images_are_smaller_than_the_encoder_input(image_dir, tmp_path, capsys):
+    extract_split(image_dir, [7], tmp_path / "lite0", "efficientnet_lite0", "none", batch_size=1)
+    assert "upsampled" not in capsys.readouterr().out
+    extract_split(image_dir, [7], tmp_path / "lite2", "efficientnet_lite2", "none", batch_size=1)
+    said = capsys.readouterr().out
+    assert "224x224 images" in said and "260x260" in said and "resize.image_size=260" in said
+
+
 def test_store_refuses_inconsistent_files(image_dir, tmp_path):
     extract_split(image_dir, [7, 3], tmp_path, "efficientnet_lite0", "none", batch_size=2)
     (tmp_path / "ids.json").write_text(json.dumps([7, 3, 11]))

@@ -43,7 +43,7 @@ def test_vit_gpt2_trains_decodes_evaluates_and_captions_new_photos(tmp_path, sha
     project = create_project(tmp_path / "project", {
         "data": {"source": "coco2017", "root": str(coco_mini)},
         "subset": {"train": 40, "val": 10, "test": 10},
-        "resize": {"size": 64},
+        "resize": {"image_size": 64},
         "vocab": {"threshold": 1},
         "train": {"decoder": "vit_gpt2", "epochs": 8, "batch_size": 10, "checkpoint_every": 50, "lr_schedule": "constant",
                   "hf": {"encoder": str(encoder), "decoder": str(decoder), "lr": 0.003}},

@@ -1,3 +1,4 @@
+import copy
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ def test_project_params_yaml_is_valid():
     ({"features": {"encoder": "vgg16"}}, ["features.encoder", "vgg16", "efficientnet_lite0"]),
     ({"train": {"epoch": 3}}, ["train.epoch", "unknown key"]),
     ({"train": {"lr": "fast"}}, ["train.lr", "fast"]),
+    ({"resize": {"size": 260}}, ["resize.size", "renamed resize.image_size"]),
 ])
 def test_bad_values_name_key_value_and_allowed(raw, words):
     with pytest.raises(InputError) as e:
@@ -45,3 +47,38 @@ def test_every_stage_has_help():
         out = subprocess.run([sys.executable, str(stage), "--help"], capture_output=True, text=True)
         assert out.returncode == 0, (stage, out.stderr)
         assert "--params" in out.stdout or "--out" in out.stdout, stage
+
+
+def _leaves(tree: dict, prefix: tuple = ()):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
+
+
+def _changed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    return f"{value}-changed"
+
+
+def test_every_parameter_changes_dvcs_run_cache_key():
+    """A parameter DVC's run-cache does not hash would let `dvc exp run -S key=value` restore the outputs
+    of a run with another value (DVC drops keys named `size` and `nfiles`: resize.size did exactly that)."""
+    from dvc.stage.cache import _get_cache_hash   # the function DVC keys its run-cache with
+
+    defaults = parse_params({}).model_dump()
+
+    def key(params: dict) -> str:
+        return _get_cache_hash({"cmd": "python stages/x.py", "params": {"params.yaml": params}, "outs": []}, key=True)
+
+    for path, value in _leaves(defaults):
+        changed = copy.deepcopy(defaults)
+        node = changed
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = _changed(value)
+        assert key(changed) != key(defaults), ".".join(path)

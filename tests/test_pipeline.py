@@ -20,9 +20,9 @@ from dvc_project import create_project, run
 pytestmark = pytest.mark.slow
 METRIC_KEYS = {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider"}
 TINY = {
-    "data": {"synthetic": {"train": 48, "val": 24, "size": 96}},
+    "data": {"synthetic": {"train": 48, "val": 24, "image_size": 96}},
     "subset": {"train": 40, "val": 10, "test": 10},
-    "resize": {"size": 96},
+    "resize": {"image_size": 96},
     "vocab": {"threshold": 1},
     "features": {"batch_size": 16},
     "train": {"epochs": 1, "batch_size": 16, "embed_dim": 32, "hidden_dim": 32},

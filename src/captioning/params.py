@@ -28,7 +28,7 @@ class Section(BaseModel):
 class SyntheticParams(Section):
     train: int = Field(2400, ge=1, description="images generated for the train2017 split")
     val: int = Field(500, ge=1, description="images generated for the val2017 split (val and test come from it)")
-    size: int = Field(224, ge=32, le=1024, description="side of the generated square images, pixels")
+    image_size: int = Field(224, ge=32, le=1024, description="side of the generated square images, pixels")
 
 
 class DataParams(Section):
@@ -46,7 +46,7 @@ class SubsetParams(Section):
 
 
 class ResizeParams(Section):
-    size: int = Field(224, ge=32, le=2048)
+    image_size: int = Field(224, ge=32, le=2048, description="side of the square images written, pixels")
     mode: Literal["squash", "crop"] = "squash"
     workers: Optional[int] = Field(None, ge=1, description="processes; null = every core")
 
@@ -148,12 +148,21 @@ class Params(Section):
     plot: PlotParams = PlotParams()
 
 
+# DVC's run-cache key leaves out every key named `size` or `nfiles` at any depth (it strips file sizes
+# from lock entries): a parameter with either name would not count, and `dvc exp run -S resize.size=260`
+# would restore the 224-pixel images of an earlier run. The old names are refused with the new one.
+RENAMED = {"resize.size": "resize.image_size", "data.synthetic.size": "data.synthetic.image_size"}
+
+
 def _describe(error: dict) -> str:
     key = ".".join(str(p) for p in error["loc"])
     value = error.get("input")
     allowed = error["msg"]
     if error["type"] == "extra_forbidden":
         allowed = "unknown key (check the spelling against params.yaml's documented keys)"
+        if key in RENAMED:
+            allowed = (f"renamed {RENAMED[key]} (DVC's run-cache ignores parameters named `size`, so this one "
+                       "could restore another size's outputs)")
     return f"params.yaml: {key} = {value!r}: {allowed}"
 
 

@@ -22,7 +22,7 @@ def prepare_source(data: DataParams, seed: int, out: Path) -> dict:
     out = Path(out)
     if data.source == "synthetic":
         s = data.synthetic
-        summary = generate_synthetic(out, s.train, s.val, s.size, seed)
+        summary = generate_synthetic(out, s.train, s.val, s.image_size, seed)
         info = {"source": "synthetic", "root": str(out), "layout": "coco2017", "summary": summary}
     else:
         from captioning.data.download import ensure_coco, manifest  # only real sources need it
