@@ -57,7 +57,7 @@ def encoder_gflops(name: str, weights: str) -> float:
 
 def decode_only(images: Path, ids: list[int], name: str, weights: str, batch: int) -> float:
     spec, _ = build_encoder(name, weights)
-    loader = DataLoader(ImageFolder([images / f"{i}.jpg" for i in ids], spec), batch_size=batch, num_workers=1,
+    loader = DataLoader(ImageFolder(images, ids, spec), batch_size=batch, num_workers=1,
                         worker_init_fn=_quiet_worker)
     start = time.perf_counter()
     for _ in loader:

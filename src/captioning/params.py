@@ -63,6 +63,9 @@ class FeaturesParams(Section):
     mirror_train: bool = Field(False, description=(
         "also extract the training images mirrored left-right; each training epoch shows every image or its "
         "mirror, at random (augmentation for small datasets; costs a second pass over the training images)"))
+    crop_train: Optional[float] = Field(None, gt=0, lt=1, description=(
+        "also extract a window of this fraction of each side of every training image (placed at random, drawn "
+        "from the image id), and its mirror with mirror_train: more views for training to choose from; null = none"))
 
 
 class HfParams(Section):

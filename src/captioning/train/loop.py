@@ -36,14 +36,21 @@ from captioning.train.validate import greedy_captions, quick_scores
 from captioning.train.weight_average import WeightAverage
 
 
-def _read_rows(array: np.ndarray, mirrored: Optional[np.ndarray], rows: np.ndarray, flip: Optional[np.ndarray]) -> np.ndarray:
-    """array[rows] as float32, with the rows marked in `flip` read from `mirrored` instead."""
-    if flip is None or not flip.any():
-        return np.asarray(array[rows], dtype=np.float32)
-    out = np.empty((len(rows),) + array.shape[1:], dtype=np.float32)
-    out[~flip] = array[rows[~flip]]
-    out[flip] = mirrored[rows[flip]]
+def _read_rows(arrays: list[np.ndarray], rows: np.ndarray, which: Optional[np.ndarray]) -> np.ndarray:
+    """Rows as float32, row i read from arrays[which[i]] (the views of one split, row for row)."""
+    if which is None or not which.any():
+        return np.asarray(arrays[0][rows], dtype=np.float32)
+    out = np.empty((len(rows),) + arrays[0].shape[1:], dtype=np.float32)
+    for view in np.unique(which):
+        out[which == view] = arrays[view][rows[which == view]]
     return out
+
+
+def choose_views(count: int, images: int, seed: int, epoch: int) -> np.ndarray:
+    """One view per image for an epoch, uniform over `count` views, seeded (a resumed epoch sees the same).
+    With two views this is the mirror draw of earlier versions (view 1 where the uniform number is < 0.5)."""
+    uniform = np.random.default_rng([seed, epoch, 1]).random(images)
+    return (count - 1 - np.floor(uniform * count)).astype(np.int64)
 
 
 @dataclass
@@ -54,21 +61,20 @@ class SplitData:
     pairs: CaptionPairs
     references: dict[int, list[str]]   # image id -> reference captions
     images: Optional[ImageRows] = None  # the images themselves, for train.finetune_encoder
-    mirrored: Optional[tuple[np.ndarray, np.ndarray]] = None   # (pooled, grid) of the mirrored images, row for row
-    mirror_rows: Optional[np.ndarray] = None   # [N] bool: rows read from `mirrored` (set per epoch by training)
+    views: tuple[tuple[np.ndarray, np.ndarray], ...] = ()   # (pooled, grid) of other views (mirrored, cropped), row for row
+    view_rows: Optional[np.ndarray] = None   # [N] int: 0 = the originals, k = views[k - 1] (set per epoch by training)
 
     def features(self, rows: np.ndarray, device, zero: bool, need_grid: bool,
                  encoder: Optional[nn.Module] = None) -> ImageFeatures:
-        """Cached features of `rows` (the mirrored ones where `mirror_rows` says so), or (given the model's
+        """Cached features of `rows` (in the views `view_rows` says), or (given the model's
         trainable `encoder`) the encoder's on the images."""
         if encoder is not None and self.images is not None:
             feats = encode_images(encoder, self.images.load(rows).to(device), need_grid)
             return feats.zeros_like() if zero else feats
         rows = np.asarray(rows)
-        flip = None if self.mirror_rows is None or self.mirrored is None else self.mirror_rows[rows]
-        mirrored_pooled, mirrored_grid = self.mirrored or (None, None)
-        pooled = torch.from_numpy(_read_rows(self.pooled, mirrored_pooled, rows, flip))
-        grid = torch.from_numpy(_read_rows(self.grid, mirrored_grid, rows, flip)) if need_grid else None
+        which = None if self.view_rows is None or not self.views else self.view_rows[rows]
+        pooled = torch.from_numpy(_read_rows([self.pooled] + [v[0] for v in self.views], rows, which))
+        grid = torch.from_numpy(_read_rows([self.grid] + [v[1] for v in self.views], rows, which)) if need_grid else None
         feats = ImageFeatures(pooled, grid)
         return (feats.zeros_like() if zero else feats).to(device)
 
@@ -254,8 +260,8 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
             rewarder = _train_rewarder(train)
         decoder.train()
         keep_encoder_frozen_statistics(decoder)
-        if train.mirrored is not None:   # each image or its mirror, seeded per epoch (a resumed epoch sees the same)
-            train.mirror_rows = np.random.default_rng([seed, epoch, 1]).random(len(train.ids)) < 0.5
+        if train.views:   # each image in one of its views this epoch
+            train.view_rows = choose_views(1 + len(train.views), len(train.ids), seed, epoch)
         if scst:
             batches = image_batches(len(train.ids), p.scst_batch_size, seed, epoch)
         else:

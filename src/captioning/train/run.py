@@ -36,7 +36,7 @@ def load_split(features_dir: Path, subset_json: Path, vocab: Vocabulary) -> tupl
     pairs = build_pairs(coco, {i: r for r, i in enumerate(store.ids)}, vocab)
     refs = references_of(coco)
     return SplitData(store.pooled, store.grid, list(store.ids), pairs, {i: refs.get(i, []) for i in store.ids},
-                     mirrored=store.mirrored), store
+                     views=tuple(store.views.values())), store
 
 
 def _tsv(rows: list, header: list[str]) -> str:
