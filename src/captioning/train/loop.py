@@ -42,7 +42,8 @@ def _read_rows(arrays: list[np.ndarray], rows: np.ndarray, which: Optional[np.nd
         return np.asarray(arrays[0][rows], dtype=np.float32)
     out = np.empty((len(rows),) + arrays[0].shape[1:], dtype=np.float32)
     for view in np.unique(which):
-        out[which == view] = arrays[view][rows[which == view]]
+        chosen = which == view
+        out[chosen] = arrays[view][rows[chosen]]
     return out
 
 
