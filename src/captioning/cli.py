@@ -35,7 +35,7 @@ def predict(images: List[Path] = typer.Argument(..., help="image files or folder
         captioner = Captioner(model, device)
         if attention_maps and not captioner.has_attention:
             raise InputError(f"--attention-maps: decoder {captioner.decoder_name!r} has no attention over the "
-                             "image; train soft_attention or bahdanau_gated")
+                             "image; train soft_attention, bahdanau_gated or top_down")
         results = captioner.caption(paths, beam_size, max_length)
     except InputError as e:
         typer.echo(f"error: {e}", err=True)

@@ -18,7 +18,7 @@ EncoderName = Literal[
     "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "inception_v3",
 ]
-DecoderName = Literal["show_tell", "lstm", "gru_init", "soft_attention", "bahdanau_gated", "transformer", "vit_gpt2"]
+DecoderName = Literal["show_tell", "lstm", "gru_init", "soft_attention", "bahdanau_gated", "top_down", "transformer", "vit_gpt2"]
 
 
 class Section(BaseModel):

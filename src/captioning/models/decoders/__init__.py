@@ -6,6 +6,7 @@ from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeature
 from captioning.models.decoders.attention_lstm import BahdanauGatedDecoder, SoftAttentionDecoder
 from captioning.models.decoders.gru_init import GruInitDecoder
 from captioning.models.decoders.show_tell import ShowTellDecoder
+from captioning.models.decoders.top_down import TopDownDecoder
 from captioning.models.decoders.transformer import TransformerCaptionDecoder
 
 DECODERS: dict[str, type[Decoder]] = {
@@ -14,6 +15,7 @@ DECODERS: dict[str, type[Decoder]] = {
     "gru_init": GruInitDecoder,
     "soft_attention": SoftAttentionDecoder,
     "bahdanau_gated": BahdanauGatedDecoder,
+    "top_down": TopDownDecoder,         # Up-Down (Anderson et al. 2018): attention LSTM + language LSTM
     "transformer": TransformerCaptionDecoder,
 }
 
