@@ -4,7 +4,10 @@ Two LSTMs per step. The attention LSTM reads the language LSTM's last state, the
 and the current word; its new state asks where to look (so, unlike Show, Attend and Tell, the query
 already knows the word just read). The language LSTM reads the attended context and that state, and
 predicts the next word. Additive (tanh) attention, no context gate, no doubly stochastic penalty, as in
-the paper; both LSTMs start from the mean feature (the paper starts from zeros).
+the paper; both LSTMs start from the mean feature (the paper starts from zeros). Regularised as the
+best-known reimplementation (self-critical.pytorch) does: ReLU and dropout on the word embeddings and
+on the projected grid, as well as on the output layer's input. Without them, on Flickr8k, it overfits:
+validation loss 2.80 against the training loss's 2.57 after 5 epochs (soft_attention: 2.73).
 
 Speed on CPU, as in `attention_lstm.py`: the grid is projected once per image, the word and image
 parts of the attention LSTM's input are one product over all steps (or images), the output layer one
@@ -43,7 +46,7 @@ class TopDownDecoder(Decoder):
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim)
         # Attention LSTM: input [h2, mean feature, word], split by how often each part changes.
         self.att_word = nn.Linear(c.embed_dim, 4 * hidden)              # carries the cell's bias
-        self.att_image = nn.Linear(channels, 4 * hidden, bias=False)
+        self.att_image = nn.Linear(hidden, 4 * hidden, bias=False)     # the mean of the projected grid
         self.att_recurrent = nn.Linear(2 * hidden, 4 * hidden, bias=False)   # [h2, h1]
         self.language = nn.Linear(3 * hidden, 4 * hidden)               # [context, h1, h2]
         self.dropout = nn.Dropout(c.dropout)
@@ -51,12 +54,15 @@ class TopDownDecoder(Decoder):
 
     def _start(self, grid: torch.Tensor, rows: torch.Tensor | None = None) -> State:
         """The per-image work, then (when `rows` is given) one state row per caption."""
-        projected = self.project(grid)
-        mean = grid.mean(dim=1)
-        h1, c1, h2, c2 = torch.tanh(self.init_hc(mean)).float().chunk(4, dim=1)
-        state = {"grid": projected, "grid_attn": self.image_attn(projected), "image_gates": self.att_image(mean),
+        projected = self.dropout(torch.relu(self.project(grid)))
+        h1, c1, h2, c2 = torch.tanh(self.init_hc(grid.mean(dim=1))).float().chunk(4, dim=1)
+        state = {"grid": projected, "grid_attn": self.image_attn(projected),
+                 "image_gates": self.att_image(projected.mean(dim=1)),
                  "h1": h1, "c1": c1, "h2": h2, "c2": c2}
         return state if rows is None else self.select(state, rows)
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.dropout(torch.relu(self.embed(tokens)))
 
     def _attend(self, h: torch.Tensor, grid: torch.Tensor, grid_attn: torch.Tensor):
         scores = self.attn_score(torch.tanh(grid_attn + self.hidden_attn(h).unsqueeze(1))).squeeze(2)
@@ -77,7 +83,7 @@ class TopDownDecoder(Decoder):
         order = torch.argsort(lengths, descending=True, stable=True)
         rows = order if features.index is None else features.index[order]
         state = self._start(features.grid, rows)                          # captions longest first
-        word_gates = self.att_word(self.embed(inputs[order]))             # [B, T, 4H], all steps at once
+        word_gates = self.att_word(self._embed(inputs[order]))             # [B, T, 4H], all steps at once
         active = [int(n) for n in (lengths[order].cpu()[None, :] > torch.arange(steps)[:, None]).sum(dim=1)]
         outputs, positions = [], []
         for t, n in enumerate(active):
@@ -97,5 +103,5 @@ class TopDownDecoder(Decoder):
         return self._start(features.grid, features.index)
 
     def step(self, tokens: torch.Tensor, state: State):
-        state, alpha = self._advance(self.att_word(self.embed(tokens)), state)
+        state, alpha = self._advance(self.att_word(self._embed(tokens)), state)
         return self.out(self.dropout(state["h2"])), state, alpha
