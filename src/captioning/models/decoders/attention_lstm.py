@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State
+from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State, longest_first
 
 
 class AttentionLSTMDecoder(Decoder):
@@ -81,9 +81,7 @@ class AttentionLSTMDecoder(Decoder):
 
     def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
         batch, steps = inputs.shape
-        lengths = (inputs != 0).sum(dim=1)                                # padding is id 0
-        order = torch.argsort(lengths, descending=True, stable=True)
-        rows = order if features.index is None else features.index[order]
+        order, rows, active = longest_first(inputs, features.index)
         state = self._start(features.grid, rows)                          # captions longest first
         # No dropout on the word embeddings (as Xu et al. and the best-known tutorial): only the output
         # layer's input is dropped; with both, training within a CPU budget underfits.
@@ -91,7 +89,6 @@ class AttentionLSTMDecoder(Decoder):
         embed_dim = words.shape[2]
         w_words, w_context = self.cell.weight_ih[:, :embed_dim], self.cell.weight_ih[:, embed_dim:]
         word_gates = F.linear(words, w_words, self.cell.bias_ih + self.cell.bias_hh)   # all steps at once
-        active = [int(n) for n in (lengths[order].cpu()[None, :] > torch.arange(steps)[:, None]).sum(dim=1)]
         h, c = state["h"], state["c"]
         grid, grid_attn = state["grid"], state["grid_attn"]
         outputs, contexts, word_rows, alphas, positions = [], [], [], [], []

@@ -57,6 +57,17 @@ class DecoderConfig:
     dropout: float = 0.5
 
 
+def longest_first(inputs: torch.Tensor, index: Optional[torch.Tensor]):
+    """For a shrinking batch: the captions' order longest first (padding is id 0), each sorted caption's
+    image row (`index` maps captions to image rows; None = one row per caption), and how many captions
+    are still running at each step."""
+    lengths = (inputs != 0).sum(dim=1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    rows = order if index is None else index[order]
+    active = [int(n) for n in (lengths[order].cpu()[None, :] > torch.arange(inputs.shape[1])[:, None]).sum(dim=1)]
+    return order, rows, active
+
+
 class Decoder(nn.Module):
     needs_grid: bool = False       # whether the decoder reads the spatial grid (else only the pooled vector)
     has_attention: bool = False    # whether `step` returns attention weights over the grid

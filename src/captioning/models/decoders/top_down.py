@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State
+from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State, longest_first
 
 
 def _lstm(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,12 +79,9 @@ class TopDownDecoder(Decoder):
 
     def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
         batch, steps = inputs.shape
-        lengths = (inputs != 0).sum(dim=1)                                # padding is id 0
-        order = torch.argsort(lengths, descending=True, stable=True)
-        rows = order if features.index is None else features.index[order]
+        order, rows, active = longest_first(inputs, features.index)
         state = self._start(features.grid, rows)                          # captions longest first
         word_gates = self.att_word(self._embed(inputs[order]))             # [B, T, 4H], all steps at once
-        active = [int(n) for n in (lengths[order].cpu()[None, :] > torch.arange(steps)[:, None]).sum(dim=1)]
         outputs, positions = [], []
         for t, n in enumerate(active):
             if n == 0:
