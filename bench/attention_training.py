@@ -141,10 +141,10 @@ def main():
     rows = [("plain loop, random batches", plain_step, plain_batches, len(sorted_batches)),
             ("plain loop, length-bucketed batches", plain_step, sorted_batches, len(sorted_batches)),
             ("soft_attention decoder, image-grouped batches, fp32", our_step, grouped, len(grouped))]
-    if cpu_has_native_bf16():
+    bf16 = cpu_has_native_bf16()
+    if bf16:
         rows.append(("soft_attention decoder, image-grouped batches, bf16 autocast",
                      lambda idx: our_step(idx, bf16=True), grouped, len(grouped)))
-    bf16 = cpu_has_native_bf16()
     rows.append((f"top_down decoder, image-grouped batches, {'bf16 autocast' if bf16 else 'fp32'}",
                  lambda idx: our_step(idx, bf16=bf16, name="top_down"), grouped, len(grouped)))
     print("\n| way | s/step | batches/epoch | s/epoch |\n|---|---|---|---|")

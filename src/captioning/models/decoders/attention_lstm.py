@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State, longest_first
+from captioning.models.decoders.base import (Decoder, DecoderConfig, ImageFeatures, State, longest_first,
+                                               lstm_update)
 
 
 class AttentionLSTMDecoder(Decoder):
@@ -101,9 +102,7 @@ class AttentionLSTMDecoder(Decoder):
                 h, c, grid, grid_attn = h[:n], c[:n], grid[:n], grid_attn[:n]
             context, alpha = self._attend(h, grid, grid_attn)
             gates = word_gates[:h.shape[0], t] + F.linear(context, w_context) + F.linear(h, self.cell.weight_hh)
-            i, f, g, o = gates.float().chunk(4, dim=1)                           # nn.LSTMCell's gate order
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            h, c = lstm_update(gates, c)                                  # nn.LSTMCell's gate order
             outputs.append(h[:n])                                         # rows past their end are not scored
             contexts.append(context[:n])
             word_rows.append(words[:n, t])

@@ -57,6 +57,13 @@ class DecoderConfig:
     dropout: float = 0.5
 
 
+def lstm_update(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """nn.LSTMCell's update from precomputed gates (i, f, g, o) -> (h, c), in float32 under bf16 autocast too."""
+    i, f, g, o = gates.float().chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
 def longest_first(inputs: torch.Tensor, index: Optional[torch.Tensor]):
     """For a shrinking batch: the captions' order longest first (padding is id 0), each sorted caption's
     image row (`index` maps captions to image rows; None = one row per caption), and how many captions

@@ -17,16 +17,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State, longest_first
-
-
-def _lstm(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """nn.LSTMCell's update from precomputed gates (i, f, g, o), in float32 under bf16 autocast too."""
-    i, f, g, o = gates.float().chunk(4, dim=1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
+from captioning.models.decoders.base import (Decoder, DecoderConfig, ImageFeatures, State, longest_first,
+                                               lstm_update)
 
 
 class TopDownDecoder(Decoder):
@@ -72,9 +65,9 @@ class TopDownDecoder(Decoder):
     def _advance(self, word_gates: torch.Tensor, state: State):
         """One step from the word part of the attention LSTM's gates -> (new state, alpha)."""
         h1, c1, h2, c2 = state["h1"], state["c1"], state["h2"], state["c2"]
-        h1, c1 = _lstm(word_gates + state["image_gates"] + self.att_recurrent(torch.cat([h2, h1], dim=1)), c1)
+        h1, c1 = lstm_update(word_gates + state["image_gates"] + self.att_recurrent(torch.cat([h2, h1], dim=1)), c1)
         context, alpha = self._attend(h1, state["grid"], state["grid_attn"])
-        h2, c2 = _lstm(self.language(torch.cat([context, h1, h2], dim=1)), c2)
+        h2, c2 = lstm_update(self.language(torch.cat([context, h1, h2], dim=1)), c2)
         return {**state, "h1": h1, "c1": c1, "h2": h2, "c2": c2}, alpha
 
     def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
