@@ -115,6 +115,9 @@ class TrainParams(Section):
     scst_grid_crop: Optional[int] = Field(None, ge=1, description=(
         "side of a random square window of the feature grid that each self-critical step sees of each image "
         "(augmentation; decoders with attention only); null = the whole grid"))
+    scst_dropout: Optional[float] = Field(None, ge=0, lt=1, description=(
+        "rate of every dropout layer of the model in the self-critical epochs (0 = sample and learn with the "
+        "network that decodes); null = as in the cross-entropy epochs"))
     hf: HfParams = HfParams()
 
     @property

@@ -54,6 +54,16 @@ def choose_views(count: int, images: int, seed: int, epoch: int) -> np.ndarray:
     return (count - 1 - np.floor(uniform * count)).astype(np.int64)
 
 
+def set_dropout(model: nn.Module, rate: float) -> None:
+    """The rate of every dropout layer of `model`, attention weights' dropout included (the rate is no
+    weight: a saved model does not keep it)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = rate
+        elif isinstance(module, nn.MultiheadAttention):
+            module.dropout = rate
+
+
 @dataclass
 class SplitData:
     pooled: np.ndarray                 # [N, D] (memory-mapped float16 is fine)
@@ -259,6 +269,8 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
             break
         if scst and rewarder is None:
             rewarder = _train_rewarder(train)
+        if scst and p.scst_dropout is not None:
+            set_dropout(decoder, p.scst_dropout)
         decoder.train()
         keep_encoder_frozen_statistics(decoder)
         if train.views:   # each image in one of its views this epoch
