@@ -130,6 +130,9 @@ class DecodeParams(Section):
     beam_size: int = Field(3, ge=1)
     max_length: int = Field(20, ge=1)
     length_penalty: float = Field(0.0, ge=0, description="beam scores divided by length**this; 0 = raw log-probability")
+    min_end_rate: float = Field(0.0, ge=0, le=1, description=(
+        "a caption may end only after a word that ends at least this share of its training occurrences "
+        "(0.01 keeps captions from stopping at 'a', 'with' or 'in'); 0 = after any word"))
     batch_size: int = Field(128, ge=1)
 
 
