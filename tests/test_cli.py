@@ -71,7 +71,7 @@ def test_missing_or_mismatched_model_is_a_clear_error(photos, tmp_path):
     model = make_model(tmp_path / "m", "show_tell")
     other = make_model(tmp_path / "o", "show_tell")
     vocab = json.loads((other / "vocab.json").read_text())
-    vocab["words"] = vocab["words"][:-1]
+    vocab["words"], vocab["ending_rates"] = vocab["words"][:-1], vocab["ending_rates"][:-1]
     vocab.pop("digest")
     (model / "vocab.json").write_text(json.dumps(vocab))
     out = run("predict", photos, "--model", model)
