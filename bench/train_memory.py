@@ -51,7 +51,8 @@ def child(folder: Path, mmap: bool) -> None:
     from captioning.params import TrainParams
     from captioning.text.vocabulary import build_vocabulary
     from captioning.train.captions import CaptionPairs
-    from captioning.train.loop import SplitData, train_decoder
+    from captioning.train.loop import train_decoder
+    from captioning.train.split_data import SplitData
 
     peak_anon = [0]
     stop = threading.Event()

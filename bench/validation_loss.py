@@ -2,7 +2,7 @@
 
 Flickr8k dev-shaped: the first 5,000 real Flickr8k caption lengths over 1,000 images, random features
 shaped like EfficientNet-Lite2's 9x9x1280 grid, the recipe's `soft_attention` decoder (embeddings 512,
-hidden 512, vocabulary 2,533), the train loop's own `_val_loss`. Prints seconds per validation for each
+hidden 512, vocabulary 2,533), the cross-entropy phase's own `validation_loss`. Prints seconds per validation for each
 way, their ratio and both losses (close: the products run in bf16, the softmax and sums in float32).
 
 python bench/validation_loss.py [--repeats 3]
@@ -25,7 +25,8 @@ from captioning.models.decoders import DecoderConfig, build_decoder  # noqa: E40
 from captioning.params import TrainParams  # noqa: E402
 from captioning.train.captions import CaptionPairs  # noqa: E402
 from captioning.train.device import cpu_has_native_bf16, set_cpu_threads  # noqa: E402
-from captioning.train.loop import SplitData, _val_loss  # noqa: E402
+from captioning.train.cross_entropy import validation_loss  # noqa: E402
+from captioning.train.split_data import SplitData  # noqa: E402
 
 DEV_CAPTIONS, DEV_IMAGES = 5000, 1000
 
@@ -51,12 +52,12 @@ def main() -> None:
     data = dev_split()
     decoder = build_decoder("soft_attention", DecoderConfig(VOCAB, CHANNELS, CHANNELS, 512, 512, 1, 0.5))
     p, cpu = TrainParams(decoder="soft_attention"), torch.device("cpu")
-    _val_loss(decoder, data, p, cpu, torch.bfloat16)                      # warm-up
+    validation_loss(decoder, data, p, cpu, torch.bfloat16)                      # warm-up
     results = {}
     for name, dtype in (("float32", None), ("bf16 autocast", torch.bfloat16)):
         started = time.perf_counter()
         for _ in range(args.repeats):
-            loss = _val_loss(decoder, data, p, cpu, dtype)
+            loss = validation_loss(decoder, data, p, cpu, dtype)
         results[name] = ((time.perf_counter() - started) / args.repeats, loss)
     print(f"{len(data.pairs)} captions of {DEV_IMAGES} images\n\n| way | s per validation | loss |\n|---|---|---|")
     for name, (seconds, loss) in results.items():

@@ -21,8 +21,7 @@ def main(model: Path = typer.Option(Path("models"), help="model artifact folder"
     """Greedy (beam_size 1) or beam search decoding, batched, to [{"image_id", "caption"}]."""
     p = load_params(params)
     preds = decode_split(model, features / p.decode.split, p.decode.beam_size, p.decode.max_length,
-                         p.decode.length_penalty, p.decode.batch_size, images_dir=images / p.decode.split,
-                         min_end_rate=p.decode.min_end_rate)
+                         p.decode.length_penalty, p.decode.batch_size, images_dir=images / p.decode.split)
     atomic_write_json(out, preds, indent=1)
     print(f"decode: {len(preds)} captions of {p.decode.split} (beam {p.decode.beam_size}) -> {out}")
 

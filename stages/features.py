@@ -21,7 +21,7 @@ def main(images: Path = typer.Option(Path("data/images"), help="folder with <spl
     for split in SPLITS:
         ids = sorted(int(f.stem) for f in (images / split).glob("*.jpg"))
         info = extract_split(images / split, ids, out / split, p.encoder, p.weights, p.batch_size,
-                             mirror=p.mirror_train and split == "train", crop=p.crop_train if split == "train" else None)
+                             mirror=p.mirror_train and split == "train")
         print(f"features: {split}: {len(ids)} images {info}")
 
 

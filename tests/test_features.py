@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from captioning.features.extract import crop_box, extract_split
+from captioning.features.extract import extract_split
 from captioning.features.store import FeatureStore
 from captioning.io import InputError
 from captioning.models.decoders import DecoderConfig, build_decoder
@@ -13,7 +13,8 @@ from captioning.models.encoders import ENCODERS, build_encoder
 from captioning.params import TrainParams
 from captioning.text.vocabulary import build_vocabulary
 from captioning.train.captions import build_pairs
-from captioning.train.loop import SplitData, choose_views, train_decoder
+from captioning.train.loop import train_decoder
+from captioning.train.split_data import SplitData, choose_mirrored
 
 
 @pytest.fixture(scope="module")
@@ -84,58 +85,29 @@ def test_mirrored_store_holds_the_features_of_the_mirror_images(tmp_path):
     photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "2.jpg", quality=100)
     meta = extract_split(folder, [1, 2], tmp_path / "f", "efficientnet_lite0", "imagenet", batch_size=2, mirror=True)
     store = FeatureStore(tmp_path / "f")
-    assert meta["mirrored"] and meta["views"] == ["mirrored"] and list(store.views) == ["mirrored"]
-    mirrored_pooled, mirrored_grid = store.views["mirrored"]
+    assert meta["mirrored"] and store.mirrored is not None
+    mirrored_pooled, mirrored_grid = store.mirrored
     assert not np.allclose(store.grid[0], store.grid[1], atol=0.1)   # the mirror is a different input
     np.testing.assert_allclose(mirrored_grid[0], store.grid[1], atol=0.15)   # JPEG re-encoding differs a little
     np.testing.assert_allclose(mirrored_pooled[0], store.pooled[1], atol=0.05)
 
     extract_split(folder, [1, 2], tmp_path / "f", "efficientnet_lite0", "none", batch_size=2)
-    assert FeatureStore(tmp_path / "f").views == {}   # a rerun without views leaves none behind
+    assert FeatureStore(tmp_path / "f").mirrored is None   # a rerun without mirrors leaves none behind
 
 
-def test_cropped_views_hold_the_features_of_the_window_and_its_mirror(tmp_path):
-    """features.crop_train with mirror_train: four views; `cropped` is the encoder's output for the image's
-    window, `cropped_mirrored` for that window flipped left-right."""
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    Image.fromarray(np.random.default_rng(2).integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(folder / "5.jpg")
-    meta = extract_split(folder, [5], tmp_path / "f", "efficientnet_lite0", "imagenet", batch_size=1, mirror=True, crop=0.7)
-    store = FeatureStore(tmp_path / "f")
-    assert meta["views"] == list(store.views) == ["mirrored", "cropped", "cropped_mirrored"]
-    spec, encoder = build_encoder("efficientnet_lite0", "imagenet")
-    with Image.open(folder / "5.jpg") as image:
-        window = image.crop(crop_box(224, 224, 0.7, 5))
-    for view, shown in {"cropped": window, "cropped_mirrored": window.transpose(Image.Transpose.FLIP_LEFT_RIGHT)}.items():
-        with torch.inference_mode():
-            _, grid = encoder(spec.preprocess(shown).unsqueeze(0))
-        np.testing.assert_allclose(store.views[view][1][0], grid[0].numpy(), atol=2e-2, rtol=1e-2)
-    assert not np.allclose(store.views["cropped"][1][0], store.grid[0], atol=0.1)   # the window is another input
-
-
-def test_crop_boxes_stay_inside_and_move_from_image_to_image():
-    boxes = {crop_box(500, 375, 0.8, image_id) for image_id in range(50)}
-    assert len(boxes) > 10                                   # drawn per image, not one fixed place
-    for left, top, right, bottom in boxes:
-        assert 0 <= left and right <= 500 and 0 <= top and bottom <= 375
-        assert (right - left, bottom - top) == (400, 300)
-    assert crop_box(500, 375, 0.8, 7) == crop_box(500, 375, 0.8, 7)   # the same box in every run
-
-
-def test_training_reads_each_row_from_the_view_it_is_told_to():
+def test_training_reads_each_row_mirrored_where_the_epoch_says():
     pooled = np.arange(4, dtype=np.float16)[:, None].repeat(2, axis=1)
     grid = pooled[:, None, :].repeat(3, axis=1)
-    data = SplitData(pooled, grid, [10, 11, 12, 13], None, {}, views=((-pooled, -grid), (pooled + 100, grid + 100)))
-    data.view_rows = np.array([0, 1, 2, 1])
+    data = SplitData(pooled, grid, [10, 11, 12, 13], None, {}, mirrored=(-pooled, -grid))
+    data.show_mirror = np.array([False, True, True, False])
     feats = data.features(np.array([3, 2, 1, 1, 0]), "cpu", zero=False, need_grid=True)
-    assert feats.pooled[:, 0].tolist() == [-3, 102, -1, -1, 0]
-    assert feats.grid[:, 0, 0].tolist() == [-3, 102, -1, -1, 0]
+    assert feats.pooled[:, 0].tolist() == [3, -2, -1, -1, 0]
+    assert feats.grid[:, 0, 0].tolist() == [3, -2, -1, -1, 0]
 
 
-def test_views_per_epoch_are_uniform_seeded_and_keep_the_mirror_draw():
-    uniform = np.random.default_rng([0, 3, 1]).random(1000)
-    assert (choose_views(2, 1000, 0, 3) == (uniform < 0.5)).all()     # two views: the draw of mirror_train alone
-    views = choose_views(4, 4000, 0, 3)
-    assert np.array_equal(views, choose_views(4, 4000, 0, 3))          # a resumed epoch sees the same views
-    assert not np.array_equal(views, choose_views(4, 4000, 0, 4))      # the next epoch others
-    assert set(np.bincount(views, minlength=4)) <= set(range(900, 1100))   # about a quarter each
+def test_mirror_choice_is_seeded_per_epoch_and_about_half():
+    chosen = choose_mirrored(4000, 0, 3)
+    assert np.array_equal(chosen, choose_mirrored(4000, 0, 3))        # a resumed epoch sees the same
+    assert not np.array_equal(chosen, choose_mirrored(4000, 0, 4))    # the next epoch others
+    assert 1800 < chosen.sum() < 2200
+    assert (chosen == (np.random.default_rng([0, 3, 1]).random(4000) < 0.5)).all()   # the recipe's draw

@@ -139,23 +139,3 @@ def test_more_scst_epochs_continue_a_finished_run(tmp_path, capsys):
     assert "resuming at epoch 3" in capsys.readouterr().out
     assert [e["phase"] for e in result.epoch_log] == ["xe", "scst", "scst"]
 
-
-@pytest.mark.parametrize("name", ["soft_attention", "transformer"])
-def test_scst_dropout_zero_learns_with_the_network_that_decodes(tmp_path, name):
-    """With train.scst_dropout=0 the SCST epochs run the model as it decodes (no layer drops anything: the
-    same captions score the same twice in training mode); left unset, the model's dropout stays on."""
-    train, vocab = toy_split(16, 1)
-    val, _ = toy_split(4, 2, vocab)
-    common = dict(decoder=name, epochs=1, batch_size=16, embed_dim=16, hidden_dim=32, dropout=0.5,
-                  scst_epochs=1, scst_batch_size=4, scst_samples=2)
-    rows = train.pairs.rows[:6]
-    feats = ImageFeatures(torch.from_numpy(train.pooled[rows]).float(), torch.from_numpy(train.grid[rows]).float())
-    inputs = torch.from_numpy(train.pairs.tokens[:6, :4]).long()
-    for scst_dropout, deterministic in ((0.0, True), (None, False)):
-        torch.manual_seed(0)
-        decoder = build_decoder(name, DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.5))
-        train_decoder(decoder, train, val, vocab, TrainParams(**common, scst_dropout=scst_dropout), 0,
-                      torch.device("cpu"), tmp_path / str(scst_dropout), "run")
-        decoder.train()
-        with torch.no_grad():
-            assert torch.equal(decoder(feats, inputs), decoder(feats, inputs)) is deterministic

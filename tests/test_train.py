@@ -36,11 +36,11 @@ def test_every_decoder_learns_the_toy_task(tmp_path, name):
 
 def test_attention_decoder_learns_from_random_caption_batches_too(tmp_path, monkeypatch):
     """train.group_by_image=false: batches of captions from many images, not whole images."""
-    import captioning.train.loop as loop
+    import captioning.train.cross_entropy as cross_entropy
 
     def refuse(*args, **kwargs):
         raise AssertionError("image-grouped batches used although train.group_by_image is false")
-    monkeypatch.setattr(loop, "image_grouped_batches", refuse)
+    monkeypatch.setattr(cross_entropy, "image_grouped_batches", refuse)
     decoder, result, vocab, val = train_toy(tmp_path, "soft_attention", epochs=6, group_by_image=False)
     assert_learned_the_colours(decoder, result, vocab, val)
 

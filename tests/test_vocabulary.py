@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from captioning.io import InputError
@@ -41,24 +39,3 @@ def test_round_trip_and_digest_check(tmp_path):
 def test_coverage_counts_known_tokens():
     vocab, _ = build_vocabulary(CAPTIONS, threshold=2, max_length=20)
     assert coverage(vocab, ["a red zebra"]) == pytest.approx(2 / 3)
-
-
-def test_ending_rates_say_how_often_a_word_ends_a_training_caption(tmp_path):
-    vocab, _ = build_vocabulary(CAPTIONS, threshold=1, max_length=2)    # counted on whole captions
-    rate = dict(zip(vocab.words, vocab.ending_rates))
-    assert rate["circle"] == pytest.approx(2 / 3) and rate["a"] == 0 and rate["white"] == 1
-    banned = vocab.no_end_after(0.5)
-    assert [w for w, b in zip(vocab.words, banned) if b] == ["<start>", "a", "red", "blue", "on"]
-    assert vocab.no_end_after(0.0) is None
-    vocab.save(tmp_path / "v.json")
-    assert Vocabulary.load(tmp_path / "v.json") == vocab
-
-
-def test_a_vocabulary_without_ending_rates_loads_and_says_what_to_rebuild(tmp_path):
-    vocab, _ = build_vocabulary(CAPTIONS, threshold=1, max_length=20)
-    old = {k: v for k, v in vocab.to_json().items() if k != "ending_rates"}    # written by earlier versions
-    (tmp_path / "v.json").write_text(json.dumps(old))
-    loaded = Vocabulary.load(tmp_path / "v.json")
-    assert loaded.words == vocab.words and loaded.ending_rates is None
-    with pytest.raises(InputError, match="no ending rates.*dvc repro"):
-        loaded.no_end_after(0.01)

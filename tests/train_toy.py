@@ -19,7 +19,8 @@ from captioning.params import TrainParams
 from captioning.text.vocabulary import build_vocabulary
 from captioning.train import distributed
 from captioning.train.captions import build_pairs
-from captioning.train.loop import SplitData, train_decoder
+from captioning.train.loop import train_decoder
+from captioning.train.split_data import SplitData
 
 COLOURS = ["red", "blue", "green", "yellow"]
 

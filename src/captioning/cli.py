@@ -26,8 +26,6 @@ def predict(images: List[Path] = typer.Argument(..., help="image files or folder
             max_length: int = typer.Option(20, min=1, help="longest caption, in words"),
             length_penalty: float = typer.Option(0.0, min=0, help="beam scores divided by length**this "
                                                                   "(decode.length_penalty; 0 = raw log-probability)"),
-            min_end_rate: float = typer.Option(0.0, min=0, max=1, help="end only after words that end at least this "
-                                               "share of their training occurrences (decode.min_end_rate; 0 = any)"),
             attention_maps: Optional[Path] = typer.Option(None, help="folder for one attention figure per image "
                                                                      "(attention decoders only)"),
             device: str = typer.Option("auto", help="auto | cpu | cuda | mps")):
@@ -40,8 +38,7 @@ def predict(images: List[Path] = typer.Argument(..., help="image files or folder
         if attention_maps and not captioner.has_attention:
             raise InputError(f"--attention-maps: decoder {captioner.decoder_name!r} has no attention over the "
                              "image; train soft_attention, bahdanau_gated or top_down")
-        results = captioner.caption(paths, beam_size, max_length, length_penalty=length_penalty,
-                                    min_end_rate=min_end_rate)
+        results = captioner.caption(paths, beam_size, max_length, length_penalty=length_penalty)
     except InputError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

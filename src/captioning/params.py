@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from captioning.io import InputError
 
@@ -63,9 +63,6 @@ class FeaturesParams(Section):
     mirror_train: bool = Field(False, description=(
         "also extract the training images mirrored left-right; each training epoch shows every image or its "
         "mirror, at random (augmentation for small datasets; costs a second pass over the training images)"))
-    crop_train: Optional[float] = Field(None, gt=0, lt=1, description=(
-        "also extract a window of this fraction of each side of every training image (placed at random, drawn "
-        "from the image id), and its mirror with mirror_train: more views for training to choose from; null = none"))
 
 
 class HfParams(Section):
@@ -109,16 +106,17 @@ class TrainParams(Section):
     scst_lr: float = Field(5e-5, gt=0, description="constant learning rate of the self-critical epochs")
     scst_samples: int = Field(5, ge=2, description="captions sampled per image; each one's baseline is the others' mean reward")
     scst_batch_size: int = Field(32, ge=1, description="images per self-critical step")
-    scst_ema: float = Field(0.0, ge=0, lt=1, description=(
-        "decay per step of a moving average of the weights over the self-critical steps; validation and the "
-        "kept model use the average; 0 = off (the last step's weights)"))
-    scst_grid_crop: Optional[int] = Field(None, ge=1, description=(
-        "side of a random square window of the feature grid that each self-critical step sees of each image "
-        "(augmentation; decoders with attention only); null = the whole grid"))
-    scst_dropout: Optional[float] = Field(None, ge=0, lt=1, description=(
-        "rate of every dropout layer of the model in the self-critical epochs (0 = sample and learn with the "
-        "network that decodes); null = as in the cross-entropy epochs"))
     hf: HfParams = HfParams()
+
+    @model_validator(mode="after")
+    def _vit_gpt2_options(self) -> "TrainParams":
+        """vit_gpt2 fine-tunes a pretrained model from the images: no SCST, scheduled sampling or zeroed features."""
+        if self.decoder == "vit_gpt2":
+            for key in ("scst_epochs", "scheduled_sampling", "zero_features"):
+                if getattr(self, key):
+                    raise ValueError(f"train.{key} = {getattr(self, key)!r}: not available with train.decoder = "
+                                     "'vit_gpt2'; set it back to its default")
+        return self
 
     @property
     def scst_fields(self) -> set[str]:
@@ -130,9 +128,6 @@ class DecodeParams(Section):
     beam_size: int = Field(3, ge=1)
     max_length: int = Field(20, ge=1)
     length_penalty: float = Field(0.0, ge=0, description="beam scores divided by length**this; 0 = raw log-probability")
-    min_end_rate: float = Field(0.0, ge=0, le=1, description=(
-        "a caption may end only after a word that ends at least this share of its training occurrences "
-        "(0.01 keeps captions from stopping at 'a', 'with' or 'in'); 0 = after any word"))
     batch_size: int = Field(128, ge=1)
 
 
@@ -164,6 +159,8 @@ RENAMED = {"resize.size": "resize.image_size", "data.synthetic.size": "data.synt
 
 
 def _describe(error: dict) -> str:
+    if error["type"] == "value_error":        # a check across keys names its keys itself
+        return f"params.yaml: {error['ctx']['error']}"
     key = ".".join(str(p) for p in error["loc"])
     value = error.get("input")
     allowed = error["msg"]

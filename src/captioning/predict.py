@@ -86,15 +86,8 @@ class Captioner:
 
     @torch.inference_mode()
     def caption(self, paths: list[Path], beam_size: int = 3, max_length: int = 20, batch_size: int = 16,
-                length_penalty: float = 0.0, min_end_rate: float = 0.0) -> list[Caption]:
-        """`length_penalty` and `min_end_rate` as decode.* in params.yaml."""
-        if self.hf is not None and min_end_rate:
-            raise InputError("--min-end-rate: a vit_gpt2 model decodes with GPT-2's tokenizer, which has no "
-                             "ending rates; leave it at 0")
-        try:
-            no_end_after = None if self.hf is not None else self.model.vocab.no_end_after(min_end_rate)
-        except InputError as e:
-            raise InputError(f"--min-end-rate: {e}") from None
+                length_penalty: float = 0.0) -> list[Caption]:
+        """`length_penalty` as decode.length_penalty in params.yaml."""
         out: dict[Path, Caption] = {}
         for good, bad, images in self._batches(paths, batch_size):
             out.update({c.path: c for c in bad})
@@ -110,8 +103,7 @@ class Captioner:
             feats = ImageFeatures(pooled.float(), grid.float() if decoder.needs_grid else None)
             if self.model.extra.get("zero_features"):
                 feats = feats.zeros_like()
-            hyps = beam_search(decoder, feats, vocab.start_id, vocab.end_id, beam_size, max_length, length_penalty,
-                               no_end_after)
+            hyps = beam_search(decoder, feats, vocab.start_id, vocab.end_id, beam_size, max_length, length_penalty)
             for path, hyp in zip(good, hyps):
                 words = tuple(vocab.words[t] for t in hyp.tokens)
                 attention = hyp.attention.numpy() if hyp.attention is not None else None

@@ -5,14 +5,12 @@ Semantics (the test's one-image-at-a-time reference follows the same rules):
 - an expansion that emits <end> becomes a finished hypothesis (its slot is then dead);
 - an image is done when it has `beam_size` finished hypotheses, or after `max_length` tokens;
 - the best finished hypothesis wins, scored by log-probability / length**length_penalty;
-  when no beam finished within `max_length`, the best unfinished beam is returned (never nothing);
-- with `no_end_after` (a bool per token id), <end> cannot follow a token it marks (a caption that would
-  stop at "a dog plays with a" goes on instead).
+  when no beam finished within `max_length`, the best unfinished beam is returned (never nothing).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
@@ -32,11 +30,9 @@ def _normalise(logp: float, length: int, length_penalty: float) -> float:
 
 @torch.inference_mode()
 def beam_search(decoder: Decoder, features: ImageFeatures, start_id: int, end_id: int, beam_size: int = 1,
-                max_length: int = 20, length_penalty: float = 0.0,
-                no_end_after: Optional[Sequence[bool]] = None) -> list[Hypothesis]:
+                max_length: int = 20, length_penalty: float = 0.0) -> list[Hypothesis]:
     n_images, k = features.pooled.shape[0], beam_size
     device = features.pooled.device
-    banned_end = None if no_end_after is None else torch.tensor(no_end_after, dtype=torch.bool, device=device)
     state = decoder.init_state(features)
     state = decoder.select(state, torch.arange(n_images, device=device).repeat_interleave(k))
     scores = torch.full((n_images, k), float("-inf"), device=device)
@@ -50,8 +46,6 @@ def beam_search(decoder: Decoder, features: ImageFeatures, start_id: int, end_id
     for t in range(max_length):
         logits, state, alpha = decoder.step(tokens, state)
         logp = torch.log_softmax(logits.float(), dim=-1)
-        if banned_end is not None:
-            logp[banned_end[tokens], end_id] = float("-inf")
         vocab_size = logp.shape[1]
         n = len(active)
         top_scores, top_idx = (scores.view(-1, 1) + logp).view(n, k * vocab_size).topk(k, dim=1)

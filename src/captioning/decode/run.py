@@ -20,16 +20,13 @@ from captioning.train.device import pick_device, set_cpu_threads
 
 def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length: int,
                  length_penalty: float = 0.0, batch_size: int = 128, device: str = "auto",
-                 images_dir: Optional[Path] = None, min_end_rate: float = 0.0) -> list[dict]:
+                 images_dir: Optional[Path] = None) -> list[dict]:
     """Captions of every image in the feature store; a model with a fine-tuned encoder reads the images
     (`images_dir`, the resize stage's <id>.jpg) through it instead of the cached features."""
     set_cpu_threads()
     dev = pick_device(device)
     store = FeatureStore(features_dir)
     if is_hf_model(model_dir):       # vit_gpt2 reads the images (same image list as the features)
-        if min_end_rate:
-            raise InputError(f"decode.min_end_rate = {min_end_rate}: vit_gpt2 decodes with GPT-2's tokenizer, "
-                             "which has no ending rates; set it to 0")
         if images_dir is None:
             raise InputError(f"{model_dir}: a vit_gpt2 model reads the images, so decoding needs them (--images)")
         return decode_hf_images(model_dir, images_dir, list(store.ids), beam_size, max_length, length_penalty,
@@ -42,10 +39,6 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
     if encoder is not None and images_dir is None:
         raise InputError(f"{model_dir}: the model carries its fine-tuned encoder, so decoding needs the images (--images)")
     images = None if encoder is None else ImageRows(images_dir, store.ids, encoder_spec(model.encoder["name"]))
-    try:
-        no_end_after = model.vocab.no_end_after(min_end_rate)
-    except InputError as e:
-        raise InputError(f"{model_dir}: {e}") from None
     predictions = []
     for start in tqdm(range(0, len(store.ids), batch_size), desc="decode", unit="batch", mininterval=2):
         rows = np.arange(start, min(start + batch_size, len(store.ids)))
@@ -55,8 +48,7 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
         else:
             feats = store.image_features(rows, need_grid).to(dev)
         feats = feats.zeros_like() if zero else feats
-        hyps = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, beam_size, max_length,
-                           length_penalty, no_end_after)
+        hyps = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, beam_size, max_length, length_penalty)
         predictions += [{"image_id": int(store.ids[r]), "caption": model.vocab.decode(h.tokens)} for r, h in zip(rows, hyps)]
     return predictions
 

@@ -14,34 +14,23 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from captioning.features.store import GRID, IDS, META, POOLED, VIEWS, view_files
+from captioning.features.store import GRID, IDS, META, MIRRORED_GRID, MIRRORED_POOLED, POOLED
 from captioning.io import atomic_path, atomic_write_json
 from captioning.models.encoders import EncoderSpec, build_encoder
 from captioning.train.device import pick_device, set_cpu_threads
 
 
-def crop_box(width: int, height: int, fraction: float, image_id: int) -> tuple[int, int, int, int]:
-    """A window of `fraction` of each side at an offset drawn from the image id: the same box in every run
-    (no seed to track), a different place in every image."""
-    w, h = max(1, round(width * fraction)), max(1, round(height * fraction))
-    rng = np.random.default_rng(image_id)
-    left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-    return left, top, left + w, top + h
-
-
 class ImageFolder(Dataset):
-    """The images of `ids` as encoder inputs; optionally cropped (`crop_box`) and/or mirrored left-right."""
+    """The images of `ids` as encoder inputs, optionally mirrored left-right."""
 
-    def __init__(self, folder: Path, ids: list[int], spec: EncoderSpec, mirror: bool = False, crop: float | None = None):
-        self.folder, self.ids, self.spec, self.mirror, self.crop = Path(folder), ids, spec, mirror, crop
+    def __init__(self, folder: Path, ids: list[int], spec: EncoderSpec, mirror: bool = False):
+        self.folder, self.ids, self.spec, self.mirror = Path(folder), ids, spec, mirror
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         with Image.open(self.folder / f"{self.ids[i]}.jpg") as image:
-            if self.crop:
-                image = image.crop(crop_box(image.width, image.height, self.crop, self.ids[i]))
             if self.mirror:
                 image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             return self.spec.preprocess(image)
@@ -85,14 +74,14 @@ def _warn_if_upsampled(first_image: Path, spec: EncoderSpec) -> None:
     if side < spec.input_size:
         print(f"features: {first_image.parent} holds {image.size[0]}x{image.size[1]} images; {spec.name} takes "
               f"{spec.input_size}x{spec.input_size}, so they are upsampled (resize.image_size={spec.input_size} "
-              "avoids it; on Flickr8k it changed no score, README)")
+              "avoids it)")
 
 
 def extract_split(image_dir: Path, image_ids: list[int], out_dir: Path, encoder_name: str, weights: str,
                   batch_size: int, device: str = "auto", workers: int | None = None, optimise: bool = True,
-                  mirror: bool = False, crop: float | None = None) -> dict:
-    """Features of `image_ids`; with `mirror` and/or `crop`, also of other views of them, row for row
-    (training augmentation): mirrored left-right, a `crop` fraction window, and that window mirrored."""
+                  mirror: bool = False) -> dict:
+    """Features of `image_ids`; with `mirror`, also of their left-right mirror images (a second pair of
+    arrays, row for row: training augmentation)."""
     set_cpu_threads()
     dev = pick_device(device)
     spec, encoder = build_encoder(encoder_name, weights)
@@ -103,27 +92,21 @@ def extract_split(image_dir: Path, image_ids: list[int], out_dir: Path, encoder_
         _warn_if_upsampled(Path(image_dir) / f"{image_ids[0]}.jpg", spec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # An earlier run's extra views go first: a run killed between passes must not leave new originals
-    # beside old views, and a store without views must not keep them.
-    for view in VIEWS:
-        for name in view_files(view):
-            (out_dir / name).unlink(missing_ok=True)
+    # An earlier run's mirrors go first: a run killed between the two passes must not leave new
+    # originals beside old mirrors, and a store without mirrors must not keep them.
+    for name in (MIRRORED_POOLED, MIRRORED_GRID):
+        (out_dir / name).unlink(missing_ok=True)
     num_workers = (1 if workers is None else workers) if image_ids else 0
-    views = [("", False, None)]                       # (name, mirrored, crop fraction); "" = the originals
-    views += [("mirrored", True, None)] if mirror else []
-    views += [("cropped", False, crop)] if crop else []
-    views += [("cropped_mirrored", True, crop)] if mirror and crop else []
-    for name, flipped, cropped in views:
-        loader = DataLoader(ImageFolder(image_dir, list(image_ids), spec, flipped, cropped), batch_size=batch_size,
+    views = [(False, POOLED, GRID)] + ([(True, MIRRORED_POOLED, MIRRORED_GRID)] if mirror else [])
+    for flipped, pooled_name, grid_name in views:
+        loader = DataLoader(ImageFolder(image_dir, list(image_ids), spec, flipped), batch_size=batch_size,
                             num_workers=num_workers, pin_memory=dev.type == "cuda", worker_init_fn=_quiet_worker)
-        pooled_name, grid_name = view_files(name) if name else (POOLED, GRID)
-        _write_arrays(encoder, loader, dev, spec, encoder_name, out_dir / pooled_name, out_dir / grid_name,
-                      f"features {out_dir.name} {name}".rstrip())
+        label = f"features {out_dir.name}{' mirrored' if flipped else ''}"
+        _write_arrays(encoder, loader, dev, spec, encoder_name, out_dir / pooled_name, out_dir / grid_name, label)
     (h, w), d = spec.grid_hw, spec.pooled_dim
     atomic_write_json(out_dir / IDS, [int(i) for i in image_ids], indent=None)
     meta = {"encoder": encoder_name, "weights": weights, "pooled_dim": d, "grid_shape": [h, w, d],
-            "dtype": "float16", "count": len(image_ids), "input_size": spec.input_size, "mirrored": mirror,
-            "crop": crop, "views": [name for name, _, _ in views[1:]]}
+            "dtype": "float16", "count": len(image_ids), "input_size": spec.input_size, "mirrored": mirror}
     atomic_write_json(out_dir / META, meta)
     return meta
 

@@ -1,8 +1,7 @@
 """Read a split's features: pooled.npy [N, D] and grid.npy [N, H*W, C], memory-mapped; ids.json; meta.json.
 
-The training split may also hold other views of the same images, row for row, as pooled_<view>.npy and
-grid_<view>.npy: `mirrored` (features.mirror_train), `cropped` (features.crop_train) and `cropped_mirrored`
-(both). The train stage shows each image in one of its views per epoch."""
+With `features.mirror_train`, the training split also holds pooled_mirrored.npy and grid_mirrored.npy: the
+same images mirrored left-right, row for row (the train stage shows each image or its mirror)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,11 +16,7 @@ if TYPE_CHECKING:
     from captioning.models.decoders import ImageFeatures
 
 POOLED, GRID, IDS, META = "pooled.npy", "grid.npy", "ids.json", "meta.json"
-VIEWS = ("mirrored", "cropped", "cropped_mirrored")   # the extra views, in the order training numbers them
-
-
-def view_files(view: str) -> tuple[str, str]:
-    return f"pooled_{view}.npy", f"grid_{view}.npy"
+MIRRORED_POOLED, MIRRORED_GRID = "pooled_mirrored.npy", "grid_mirrored.npy"
 
 
 class FeatureStore:
@@ -39,16 +34,13 @@ class FeatureStore:
             raise InputError(f"{self.dir}: {n} ids but pooled has {self.pooled.shape[0]} rows and grid "
                              f"{self.grid.shape[0]}; rebuild with `dvc repro features`")
         self.row_of = {image_id: row for row, image_id in enumerate(self.ids)}
-        self.views: dict[str, tuple[np.ndarray, np.ndarray]] = {}   # extra view name -> (pooled, grid)
-        for view in VIEWS:
-            pooled_name, grid_name = view_files(view)
-            if not ((self.dir / pooled_name).exists() and (self.dir / grid_name).exists()):
-                continue
-            arrays = (np.load(self.dir / pooled_name, mmap_mode="r"), np.load(self.dir / grid_name, mmap_mode="r"))
-            if any(a.shape != b.shape for a, b in zip(arrays, (self.pooled, self.grid))):
-                raise InputError(f"{self.dir}: the {view} arrays' shapes {[a.shape for a in arrays]} differ from "
+        self.mirrored: tuple[np.ndarray, np.ndarray] | None = None     # (pooled, grid) of the mirror images
+        if (self.dir / MIRRORED_POOLED).exists() and (self.dir / MIRRORED_GRID).exists():
+            mirrored = (np.load(self.dir / MIRRORED_POOLED, mmap_mode="r"), np.load(self.dir / MIRRORED_GRID, mmap_mode="r"))
+            if any(a.shape != b.shape for a, b in zip(mirrored, (self.pooled, self.grid))):
+                raise InputError(f"{self.dir}: the mirrored arrays' shapes {[a.shape for a in mirrored]} differ from "
                                  f"the originals'; rebuild with `dvc repro features`")
-            self.views[view] = arrays
+            self.mirrored = mirrored
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
 from captioning.io import InputError, atomic_write_json, read_json
 from captioning.text.tokenizer import tokenize
@@ -20,15 +20,10 @@ class Vocabulary:
     words: tuple[str, ...]  # index = token id; the specials come first
     threshold: int
     max_length: int
-    # Per word, the share of its training occurrences that end a caption ("grass" often, "a" never);
-    # decoding can refuse to end after words that hardly ever end one. None in older vocabulary files.
-    ending_rates: Optional[tuple[float, ...]] = None
 
     def __post_init__(self):
         if tuple(self.words[: len(SPECIALS)]) != SPECIALS:
             raise InputError(f"vocabulary must start with {SPECIALS}")
-        if self.ending_rates is not None and len(self.ending_rates) != len(self.words):
-            raise InputError(f"vocabulary: {len(self.ending_rates)} ending rates for {len(self.words)} words")
         object.__setattr__(self, "_index", {w: i for i, w in enumerate(self.words)})
 
     pad_id, start_id, end_id, unk_id = 0, 1, 2, 3
@@ -58,30 +53,14 @@ class Vocabulary:
                 out.append(self.words[i])
         return " ".join(out)
 
-    def no_end_after(self, min_rate: float) -> Optional[list[bool]]:
-        """Per token id, whether a caption may not end right after it: <start> (no empty caption) and every
-        word that ends less than `min_rate` of its training occurrences. None when `min_rate` is 0."""
-        if not min_rate:
-            return None
-        if self.ending_rates is None:
-            raise InputError(f"min_end_rate = {min_rate}: this vocabulary has no ending rates (it was built before "
-                             "they were counted); rebuild it with `dvc repro`, or set min_end_rate to 0")
-        banned = [rate < min_rate for rate in self.ending_rates]
-        banned[self.pad_id] = banned[self.end_id] = banned[self.unk_id] = False
-        banned[self.start_id] = True
-        return banned
-
     @property
     def digest(self) -> str:
         """A short hash of the word list: the model records it so a mismatched vocabulary is caught."""
         return hashlib.sha256("\n".join(self.words).encode()).hexdigest()[:16]
 
     def to_json(self) -> dict:
-        out = {"threshold": self.threshold, "max_length": self.max_length, "size": len(self),
-               "digest": self.digest, "words": list(self.words)}
-        if self.ending_rates is not None:
-            out["ending_rates"] = list(self.ending_rates)
-        return out
+        return {"threshold": self.threshold, "max_length": self.max_length, "size": len(self),
+                "digest": self.digest, "words": list(self.words)}
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, self.to_json(), indent=None)
@@ -90,29 +69,19 @@ class Vocabulary:
     def load(cls, path: str | Path) -> "Vocabulary":
         raw = read_json(path)
         try:
-            rates = raw.get("ending_rates")
-            vocab = cls(tuple(raw["words"]), int(raw["threshold"]), int(raw["max_length"]),
-                        None if rates is None else tuple(float(r) for r in rates))
-        except InputError as e:
-            raise InputError(f"{path}: {e}; rebuild it with `dvc repro vocab`") from None
-        except KeyError as e:
+            vocab = cls(tuple(raw["words"]), int(raw["threshold"]), int(raw["max_length"]))
+        except (KeyError, TypeError) as e:
             raise InputError(f"{path}: not a vocabulary file (missing {e}); rebuild it with `dvc repro vocab`") from None
-        except (TypeError, ValueError) as e:
-            raise InputError(f"{path}: not a vocabulary file ({e}); rebuild it with `dvc repro vocab`") from None
         if raw.get("digest") not in (None, vocab.digest):
             raise InputError(f"{path}: word list does not match its recorded digest; rebuild with `dvc repro vocab`")
         return vocab
 
 
 def build_vocabulary(captions: Iterable[str], threshold: int, max_length: int) -> tuple[Vocabulary, Counter]:
-    """Keep words seen at least `threshold` times; ties broken alphabetically so the order is stable.
-    Each kept word's ending rate is counted on the whole captions (before any truncation)."""
-    tokenized = [tokenize(c) for c in captions]
-    counts = Counter(w for words in tokenized for w in words)
-    last = Counter(words[-1] for words in tokenized if words)
+    """Keep words seen at least `threshold` times; ties broken alphabetically so the order is stable."""
+    counts = Counter(w for c in captions for w in tokenize(c))
     kept = sorted((w for w, n in counts.items() if n >= threshold), key=lambda w: (-counts[w], w))
-    rates = (0.0,) * len(SPECIALS) + tuple(round(last[w] / counts[w], 6) for w in kept)
-    return Vocabulary(SPECIALS + tuple(kept), threshold, max_length, rates), counts
+    return Vocabulary(SPECIALS + tuple(kept), threshold, max_length), counts
 
 
 def coverage(vocab: Vocabulary, captions: Sequence[str]) -> float:

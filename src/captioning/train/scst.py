@@ -11,11 +11,22 @@ on the", and SCST learns to stop mid-phrase ("bad endings", fixed the same way i
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
+from captioning.models.attached_encoder import image_encoder, keep_encoder_frozen_statistics
 from captioning.models.decoders import Decoder, ImageFeatures
+from captioning.params import TrainParams
+from captioning.text.tokenizer import tokenize
 from captioning.text.vocabulary import Vocabulary
+from captioning.train.captions import image_batches
+from captioning.train.checkpoint import fingerprint
 from captioning.train.cider_reward import CiderD
+from captioning.train.driver import Optimisation, RunState, Validation
+from captioning.train.split_data import SplitData
+from captioning.train.validate import greedy_scores
 
 END_WORD = "<eos>"
 
@@ -75,3 +86,53 @@ def scst_loss(decoder: Decoder, feats: ImageFeatures, keys: list[int], reward: C
     baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / max(samples - 1, 1)
     advantage = (rewards - baseline).view(-1).to(logprob.device)
     return -(advantage * logprob).sum(), float(rewards.mean())
+
+
+class SelfCriticalPhase:
+    """SCST epochs after the cross-entropy ones: from the best cross-entropy model, with a fresh optimizer at
+    `train.scst_lr` (constant), batches of images in a seeded order, kept only if greedy validation CIDEr
+    beats that model's. Its settings (but their number of epochs) must match to resume inside the phase,
+    so a finished run continues into added SCST epochs."""
+    name, label = "scst", "SCST"
+
+    def __init__(self, decoder: Decoder, train: SplitData, val: SplitData, vocab: Vocabulary, p: TrainParams,
+                 seed: int, device: torch.device, optimisation: Optimisation, amp_dtype):
+        self.decoder, self.train, self.val, self.vocab, self.p = decoder, train, val, vocab, p
+        self.seed, self.device, self.optimisation, self.amp_dtype = seed, device, optimisation, amp_dtype
+        self.epochs = p.scst_epochs
+        self.settings = fingerprint(p.model_dump(include=p.scst_fields - {"scst_epochs"}))
+        self.rewarder: CiderD | None = None
+
+    def start(self, state: RunState) -> None:
+        result = state.result
+        self.decoder.load_state_dict(result.best_state)
+        self.optimisation.optimizer.state.clear()
+        for group in self.optimisation.optimizer.param_groups:
+            group["lr"] = self.p.scst_lr
+        best = result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
+        state.best_score, state.stale = best.get("val_cider", -math.inf), 0
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        if self.rewarder is None:
+            train = self.train
+            self.rewarder = reward_references({i: [tokenize(r) for r in train.references.get(i, [])] for i in train.ids})
+        self.decoder.train()
+        keep_encoder_frozen_statistics(self.decoder)
+        self.train.choose_views(self.seed, epoch)
+        return image_batches(len(self.train.ids), self.p.scst_batch_size, self.seed, epoch)
+
+    def step(self, idx: np.ndarray, epoch: int) -> dict[str, float]:
+        p, decoder = self.p, self.decoder
+        feats = self.train.features(idx, self.device, p.zero_features, decoder.needs_grid, image_encoder(decoder))
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss, reward = scst_loss(decoder, feats, [self.train.ids[r] for r in idx], self.rewarder, self.vocab,
+                                     p.scst_samples, self.vocab.max_length)
+        self.optimisation.update(loss / (len(idx) * p.scst_samples))
+        return {"reward": reward}
+
+    def validate(self, epoch: int) -> Validation:
+        """Greedy CIDEr only: SCST does not optimise the likelihood, so its validation loss is not computed."""
+        scores = greedy_scores(self.decoder, self.val, self.p.zero_features, self.device, self.vocab)
+        log = {"val_loss": None, "val_perplexity": None, "val_bleu_4": round(scores["bleu_4"], 5),
+               "val_cider": round(scores["cider"], 5), "sampling": None}
+        return Validation(scores["cider"], log)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import io
 
+import numpy as np
 import torch
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
 from captioning.decode.beam import beam_search
+from captioning.models.attached_encoder import image_encoder
 from captioning.text.tokenizer import tokenize
 
 
@@ -37,3 +39,15 @@ def greedy_captions(decoder, batches, vocab, max_length: int) -> dict[int, str]:
         for image_id, hyp in zip(ids, beam_search(decoder, feats, vocab.start_id, vocab.end_id, 1, max_length)):
             out[int(image_id)] = vocab.decode(hyp.tokens)
     return out
+
+
+@torch.no_grad()
+def greedy_scores(decoder, data, zero_features: bool, device, vocab, batch_size: int = 256) -> dict:
+    """Greedy captions of every image of `data` (a SplitData) scored against its references: BLEU-4, CIDEr-D."""
+    decoder.eval()
+    rows = np.arange(len(data.ids))
+    encoder = image_encoder(decoder)
+    batches = ((np.asarray(data.ids)[rows[s:s + batch_size]],
+                data.features(rows[s:s + batch_size], device, zero_features, decoder.needs_grid, encoder))
+               for s in range(0, len(rows), batch_size))
+    return quick_scores(data.references, greedy_captions(decoder, batches, vocab, vocab.max_length))

@@ -1,0 +1,216 @@
+"""The epoch driver every training phase runs under: resume, checkpoints, validation, the kept epoch,
+patience and logs.
+
+A phase (cross-entropy, self-critical, vit_gpt2's fine-tuning) says how its epochs are batched, how one
+optimisation step happens and how a model is validated; the driver does the rest the same way for all:
+- it resumes from `state_dir` at the step where a killed run stopped (model, optimizer, scheduler, RNG
+  and data position), if the checkpoint belongs to the same run (`run_id`) and, for each phase already
+  entered, the same phase settings;
+- it checkpoints every `checkpoint_every` steps and after every epoch (rank 0 only under torchrun);
+- it keeps the weights of the epoch with the best validation score, and ends a phase after `patience`
+  epochs without improvement.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from captioning.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+@dataclass
+class TrainResult:
+    best_state: dict
+    best_epoch: int
+    epochs_run: int
+    step_log: list = field(default_factory=list)     # [step, epoch, loss, perplexity]
+    epoch_log: list = field(default_factory=list)    # dicts per epoch
+    seconds: float = 0.0
+
+
+@dataclass
+class RunState:
+    """Where the run is and the best so far: what a checkpoint restores."""
+    result: TrainResult
+    epoch: int = 0            # epochs finished (all phases counted)
+    batch: int = 0            # batches finished in the current epoch
+    step: int = 0             # optimisation steps taken
+    best_score: float = -math.inf
+    stale: int = 0            # epochs since the best score improved
+
+
+@dataclass
+class Validation:
+    score: float              # higher is better: picks the kept epoch
+    log: dict                 # val_loss, val_perplexity, val_bleu_4, val_cider ... for the epoch log
+
+
+class Phase(Protocol):
+    name: str                 # "xe" | "scst": the epoch log's `phase`
+    label: str                # how messages name it
+    epochs: int
+    settings: str             # a fingerprint of the phase's own parameters
+
+    def start(self, state: RunState) -> None:
+        """Before the phase's first epoch (not when a run resumes inside the phase)."""
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's batches, in their seeded order; also puts the model in training mode."""
+
+    def step(self, batch: np.ndarray, epoch: int) -> dict[str, float]:
+        """One optimisation step on `batch`; returns what to log: {"loss": ...} or {"reward": ...}."""
+
+    def validate(self, epoch: int) -> Validation: ...
+
+
+@dataclass
+class Optimisation:
+    """Adam (or AdamW), its schedule, the float16 loss scaler and gradient clipping: one update from a loss."""
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    grad_clip: float
+    model: nn.Module          # whose parameters are clipped
+
+    def update(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+
+def make_scheduler(optimizer, schedule: str, total_steps: int):
+    """`cosine`: from the optimizer's rate down to 0 over `total_steps`; `constant`."""
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1))))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+
+
+def phase_starts(phases: list[Phase]) -> list[int]:
+    """The global epoch number each phase begins at."""
+    return [sum(p.epochs for p in phases[:i]) for i in range(len(phases))]
+
+
+class EpochDriver:
+    def __init__(self, model: nn.Module, optimisation: Optimisation, state_dir: Path, run_id: str,
+                 patience: Optional[int], checkpoint_every: int, is_main: bool = True,
+                 on_epoch: Optional[Callable[[TrainResult], None]] = None):
+        self.model, self.optimisation, self.state_dir, self.run_id = model, optimisation, Path(state_dir), run_id
+        self.patience, self.checkpoint_every, self.is_main, self.on_epoch = patience, checkpoint_every, is_main, on_epoch
+
+    def run(self, phases: list[Phase]) -> TrainResult:
+        state = self._resume(phases)
+        self._started, self._settings = time.perf_counter(), {p.name: p.settings for p in phases}
+        for phase, first in zip(phases, phase_starts(phases)):
+            end = first + phase.epochs
+            if state.epoch >= end:
+                continue
+            if state.epoch < first:               # the phase before stopped early (patience)
+                state.epoch, state.batch = first, 0
+            if (state.epoch, state.batch) == (first, 0):
+                phase.start(state)
+            while state.epoch < end and not (self.patience and state.stale >= self.patience):
+                self._epoch(phase, state, sum(p.epochs for p in phases))
+        state.result.seconds += time.perf_counter() - self._started
+        return state.result
+
+    def _epoch(self, phase: Phase, state: RunState, total_epochs: int) -> None:
+        batches, rewards = phase.epoch_batches(state.epoch), []
+        progress = tqdm(batches[state.batch:], desc=f"{phase.label} epoch {state.epoch + 1}/{total_epochs}", unit="batch",
+                        initial=state.batch, total=len(batches), mininterval=2, leave=False)
+        for b, idx in enumerate(progress, start=state.batch):
+            logged = phase.step(idx, state.epoch)
+            state.step += 1
+            if "loss" in logged:
+                loss = logged["loss"]
+                state.result.step_log.append([state.step, state.epoch + 1, round(loss, 5), round(math.exp(min(loss, 50)), 4)])
+            rewards += [logged["reward"]] if "reward" in logged else []
+            progress.set_postfix({k: f"{v:.3f}" for k, v in logged.items()}, refresh=False)
+            if state.step % self.checkpoint_every == 0 and b + 1 < len(batches):
+                state.batch = b + 1
+                self._checkpoint(state)
+        progress.close()
+        self._end_epoch(phase, state, rewards)
+
+    def _end_epoch(self, phase: Phase, state: RunState, rewards: list[float]) -> None:
+        result, epoch = state.result, state.epoch
+        validation = phase.validate(epoch)
+        improved = validation.score > state.best_score
+        if improved:
+            result.best_state, result.best_epoch = copy.deepcopy(self.model.state_dict()), epoch + 1
+            state.best_score, state.stale = validation.score, 0
+        else:
+            state.stale += 1
+        losses = [row[2] for row in result.step_log if row[1] == epoch + 1]
+        result.epoch_log.append({"epoch": epoch + 1, "phase": phase.name,
+                                 "train_loss": round(float(np.mean(losses)), 5) if losses else None,
+                                 "train_reward": round(float(np.mean(rewards)), 5) if rewards else None,
+                                 **validation.log, "lr": self.optimisation.optimizer.param_groups[0]["lr"]})
+        print(epoch_summary(result.epoch_log[-1]))
+        state.epoch, state.batch = epoch + 1, 0
+        result.epochs_run = state.epoch
+        self._checkpoint(state)
+        if self.on_epoch and self.is_main:
+            self.on_epoch(result)
+
+    def _checkpoint(self, state: RunState) -> None:
+        if not self.is_main:
+            return
+        result, opt = state.result, self.optimisation
+        save_checkpoint(self.state_dir, {
+            "fingerprint": self.run_id, "phase_settings": self._settings, "epoch": state.epoch, "batch": state.batch,
+            "step": state.step, "model": self.model.state_dict(), "optimizer": opt.optimizer.state_dict(),
+            "scheduler": opt.scheduler.state_dict(), "rng": torch.get_rng_state(), "best_score": state.best_score,
+            "stale": state.stale, "best_model": result.best_state, "best_epoch": result.best_epoch,
+            "step_log": result.step_log, "epoch_log": result.epoch_log,
+            "seconds": result.seconds + (time.perf_counter() - self._started)})
+
+    def _resume(self, phases: list[Phase]) -> RunState:
+        fresh = RunState(TrainResult(best_state=copy.deepcopy(self.model.state_dict()), best_epoch=0, epochs_run=0))
+        saved = load_checkpoint(self.state_dir, self.run_id)
+        if saved is None:
+            return fresh
+        for phase, first in zip(phases, phase_starts(phases)):
+            entered = (saved["epoch"], saved["batch"]) > (first, 0)
+            if entered and first > 0 and saved.get("phase_settings", {}).get(phase.name) != phase.settings:
+                print(f"train: the checkpoint in {self.state_dir} is from other {phase.label} settings; starting from scratch")
+                return fresh
+        self.model.load_state_dict(saved["model"])
+        self.optimisation.optimizer.load_state_dict(saved["optimizer"])
+        self.optimisation.scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+        result = TrainResult(saved["best_model"], saved["best_epoch"], saved["epoch"], saved["step_log"],
+                             saved["epoch_log"], saved["seconds"])
+        total = sum(p.epochs for p in phases)
+        if saved["epoch"] > total:
+            print(f"train: the checkpoint in {self.state_dir} has run {saved['epoch']} epochs, more than the {total} "
+                  "asked for; its best model is kept")
+        else:
+            print(f"train: resuming at epoch {saved['epoch'] + 1}, batch {saved['batch']} (step {saved['step']})")
+        return RunState(result, saved["epoch"], saved["batch"], saved["step"], saved["best_score"], saved["stale"])
+
+
+def epoch_summary(log: dict) -> str:
+    """One line per epoch: the training loss or reward, then the validation scores."""
+    parts = [f"epoch {log['epoch']}:"]
+    if log.get("train_reward") is not None:
+        parts.append(f"train reward (CIDEr-D) {log['train_reward']:.3f}")
+    if log.get("train_loss") is not None:
+        parts.append(f"train loss {log['train_loss']:.3f}")
+    if log.get("val_loss") is not None:
+        parts.append(f"val loss {log['val_loss']:.3f}")
+    parts += [f"val BLEU-4 {log['val_bleu_4']:.3f}", f"val CIDEr {log['val_cider']:.3f}"]
+    return "  ".join(parts)
