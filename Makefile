@@ -1,5 +1,6 @@
 # `make demo`: set up .venv and run the whole pipeline on the offline default dataset.
 # `make test`: set up .venv and run the test suite (the slow end-to-end `dvc repro` test included).
+# `make lint`: ruff over the code (pyproject.toml's [tool.ruff]).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # A run on a laptop must not fight over cores: torch sets its own threads (see train/device.py).
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-fast setup repro bench clean
+.PHONY: demo test test-fast lint setup repro bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +32,9 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src stages tests bench
 
 bench: setup
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done

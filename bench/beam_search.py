@@ -29,7 +29,8 @@ def main():
     set_cpu_threads()
     torch.manual_seed(0)
     # Realistic sizes: Flickr8k-like vocabulary, EfficientNet-Lite0 features (1280, 7x7 grid).
-    config = DecoderConfig(vocab_size=2500, pooled_dim=1280, grid_channels=1280, embed_dim=256, hidden_dim=512, dropout=0.0)
+    config = DecoderConfig(vocab_size=2500, pooled_dim=1280, grid_channels=1280, embed_dim=256, hidden_dim=512,
+                           dropout=0.0)
     decoder = DECODERS[args.decoder](config).eval()
     feats = ImageFeatures(torch.rand(args.images, 1280), torch.rand(args.images, 49, 1280))
     print(describe())
@@ -37,7 +38,8 @@ def main():
     t = time.perf_counter()
     batched = []
     for s in range(0, args.images, args.batch):
-        batched += beam_search(decoder, feats.select(torch.arange(s, min(s + args.batch, args.images))), 1, 2, args.beam, 20)
+        batched += beam_search(decoder, feats.select(torch.arange(s, min(s + args.batch, args.images))), 1, 2,
+                               args.beam, 20)
     t_batched = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -46,7 +48,7 @@ def main():
 
     same = sum(a.tokens == b.tokens for a, b in zip(batched, single))
     print(f"\n{args.decoder}, beam {args.beam}, {args.images} images, max length 20")
-    print(f"| way | seconds | captions/s |\n|---|---|---|")
+    print("| way | seconds | captions/s |\n|---|---|---|")
     print(f"| one image at a time | {t_single:.1f} | {args.images / t_single:.1f} |")
     print(f"| batched ({args.batch} images x {args.beam} beams) | {t_batched:.1f} | {args.images / t_batched:.1f} |")
     print(f"ratio: batched is {t_single / t_batched:.1f}x faster; identical captions: {same}/{args.images}")

@@ -25,9 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
 from captioning.data.synthetic import generate_synthetic  # noqa: E402
-from captioning.features.extract import extract_split  # noqa: E402
+from captioning.features.extract import (  # noqa: E402
+    ImageFolder,
+    _optimise_for_cpu,
+    _quiet_worker,
+    extract_split,  # noqa: E402
+)
 from captioning.features.store import FeatureStore  # noqa: E402
-from captioning.features.extract import ImageFolder, _optimise_for_cpu, _quiet_worker  # noqa: E402
 from captioning.models.encoders import ENCODERS, build_encoder  # noqa: E402
 from captioning.train.device import set_cpu_threads  # noqa: E402
 
@@ -107,7 +111,7 @@ def main() -> None:
     cnn = cnn_only(len(ids), args.encoder, args.weights, 16)
     rate, flops = matmul_gflops(), encoder_gflops(args.encoder, args.weights)
     floor = rate / flops
-    print(f"\n| what | images/s |\n|---|---|")
+    print("\n| what | images/s |\n|---|---|")
     print(f"| FLOPs floor: {rate:.0f} GFLOP/s float32 matmul / {flops:.2f} GFLOP per image | {floor:.1f} |")
     print(f"| the stage (decode + CNN, overlapped) | {fast:.1f} ({fast / floor:.0%} of the floor) |")
     print(f"| CNN only, traced, batch 16 | {cnn:.1f} ({cnn / floor:.0%} of the floor) |")

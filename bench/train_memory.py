@@ -81,8 +81,10 @@ def child(folder: Path, mmap: bool) -> None:
     train = SplitData(pooled, grid, ids, pairs, refs)
     val_rows = np.arange(100)
     val = SplitData(pooled[:100], grid[:100], ids[:100],
-                    CaptionPairs(np.repeat(val_rows, CAPTIONS), tokens[:500], lengths[:500]), {i: refs[i] for i in ids[:100]})
-    p = TrainParams(decoder="soft_attention", epochs=1, batch_size=64, embed_dim=32, hidden_dim=64, checkpoint_every=10**9)
+                    CaptionPairs(np.repeat(val_rows, CAPTIONS), tokens[:500], lengths[:500]),
+                    {i: refs[i] for i in ids[:100]})
+    p = TrainParams(decoder="soft_attention", epochs=1, batch_size=64, embed_dim=32, hidden_dim=64,
+                    checkpoint_every=10**9)
     decoder = build_decoder("soft_attention", DecoderConfig(len(vocab), CHANNELS, CHANNELS, 32, 64, 1, 0.5))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as state:

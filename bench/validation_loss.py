@@ -24,8 +24,8 @@ from machine import describe  # noqa: E402
 from captioning.models.decoders import DecoderConfig, build_decoder  # noqa: E402
 from captioning.params import TrainParams  # noqa: E402
 from captioning.train.captions import CaptionPairs  # noqa: E402
-from captioning.train.device import cpu_has_native_bf16, set_cpu_threads  # noqa: E402
 from captioning.train.cross_entropy import validation_loss  # noqa: E402
+from captioning.train.device import cpu_has_native_bf16, set_cpu_threads  # noqa: E402
 from captioning.train.split_data import SplitData  # noqa: E402
 
 DEV_CAPTIONS, DEV_IMAGES = 5000, 1000

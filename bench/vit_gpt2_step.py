@@ -25,7 +25,7 @@ from captioning.train.device import autocast_dtype, set_cpu_threads  # noqa: E40
 
 
 def build():
-    from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTModel, VisionEncoderDecoderModel
+    from transformers import GPT2Config, GPT2LMHeadModel, VisionEncoderDecoderModel, ViTConfig, ViTModel
     vit = ViTModel(ViTConfig(), add_pooling_layer=False)                       # ViT-Base/16, 224
     gpt2 = GPT2LMHeadModel(GPT2Config(is_decoder=True, add_cross_attention=True))   # GPT-2 small + cross-attention
     model = VisionEncoderDecoderModel(encoder=vit, decoder=gpt2)
@@ -33,7 +33,8 @@ def build():
     return model
 
 
-def time_steps(model, frozen: bool, images: torch.Tensor, cached: torch.Tensor, index, labels, steps: int, amp) -> float:
+def time_steps(model, frozen: bool, images: torch.Tensor, cached: torch.Tensor, index, labels, steps: int,
+               amp) -> float:
     for p in model.encoder.parameters():
         p.requires_grad_(not frozen)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -70,11 +71,13 @@ if __name__ == "__main__":
     amp = autocast_dtype(torch.device("cpu"), "auto")
     with torch.no_grad():
         cached = model.encoder(pixel_values=images).last_hidden_state       # what a feature cache would hold
-    print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(index)} captions of {n_images} images per step; "
-          f"autocast {amp}")
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters; {len(index)} captions of {n_images} images "
+          f"per step; autocast {amp}")
     end_to_end = time_steps(model, False, images, cached, index, labels, args.steps, amp)
     frozen = time_steps(model, True, images, cached, index, labels, args.steps, amp)
     per_epoch = 30_000 / len(index)
-    print(f"end to end (ViT fine-tuned, from images): {end_to_end:.2f} s/step -> {end_to_end * per_epoch / 60:.0f} min per Flickr8k epoch")
-    print(f"frozen ViT, cached patch states:          {frozen:.2f} s/step -> {frozen * per_epoch / 60:.0f} min per Flickr8k epoch")
+    print(f"end to end (ViT fine-tuned, from images): {end_to_end:.2f} s/step -> "
+          f"{end_to_end * per_epoch / 60:.0f} min per Flickr8k epoch")
+    print(f"frozen ViT, cached patch states:          {frozen:.2f} s/step -> "
+          f"{frozen * per_epoch / 60:.0f} min per Flickr8k epoch")
     print(f"ratio: {end_to_end / frozen:.2f}x")

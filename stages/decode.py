@@ -15,7 +15,8 @@ app = typer_app(__doc__)
 @stage_command
 def main(model: Path = typer.Option(Path("models"), help="model artifact folder"),
          features: Path = typer.Option(Path("data/features"), help="feature store; the split comes from decode.split"),
-         images: Path = typer.Option(Path("data/images"), help="resized images (<split>/<id>.jpg), read by models with a fine-tuned encoder"),
+         images: Path = typer.Option(Path("data/images"), help="resized images (<split>/<id>.jpg), "
+                                                               "read by models with a fine-tuned encoder"),
          out: Path = typer.Option(Path("data/predictions.json"), help="COCO results JSON to write"),
          params: Path = typer.Option(Path("params.yaml"), help="parameters file (section `decode`)")):
     """Greedy (beam_size 1) or beam search decoding, batched, to [{"image_id", "caption"}]."""

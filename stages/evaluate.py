@@ -18,7 +18,8 @@ def main(predictions: Path = typer.Option(Path("data/predictions.json"), help="C
          out: Path = typer.Option(Path("metrics/metrics.json"), help="BLEU-1..4, METEOR, ROUGE-L, CIDEr (0..1 scale)"),
          per_image: Path = typer.Option(Path("metrics/per_image.csv"), help="per-image scores"),
          text_stats: Path = typer.Option(Path("metrics/text.json"), help="statistics of the generated text"),
-         params: Path = typer.Option(Path("params.yaml"), help="parameters file (sections `evaluate`, `decode.split`)")):
+         params: Path = typer.Option(Path("params.yaml"), help="parameters file "
+                                                               "(sections `evaluate`, `decode.split`)")):
     """Score with the COCO toolkit (PTB tokenizer, BLEU, METEOR, ROUGE-L, CIDEr-D; SPICE when `evaluate.spice`)."""
     p = load_params(params)
     summary = run_evaluate(predictions, subset, p.decode.split, vocab, p.evaluate.spice, out, per_image, text_stats)

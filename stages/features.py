@@ -16,7 +16,8 @@ SPLITS = ("train", "val", "test")
 def main(images: Path = typer.Option(Path("data/images"), help="folder with <split>/<image_id>.jpg from resize"),
          out: Path = typer.Option(Path("data/features"), help="feature store: <split>/pooled.npy, grid.npy, ids.json"),
          params: Path = typer.Option(Path("params.yaml"), help="parameters file (section `features`)")):
-    """Extract `features.encoder` (ImageNet weights offline for efficientnet_lite*) in batches, float16, memory-mapped."""
+    ("Extract `features.encoder` (ImageNet weights offline for efficientnet_lite*) in batches, "
+     "float16, memory-mapped.")
     p = load_params(params).features
     for split in SPLITS:
         ids = sorted(int(f.stem) for f in (images / split).glob("*.jpg"))

@@ -14,7 +14,8 @@ app = typer_app(__doc__)
 @stage_command
 def main(features: Path = typer.Option(Path("data/features"), help="feature store with train/ and val/"),
          subset: Path = typer.Option(Path("data/subset"), help="folder with train.json and val.json (captions)"),
-         images: Path = typer.Option(Path("data/images"), help="resized images (<split>/<id>.jpg), read when train.finetune_encoder"),
+         images: Path = typer.Option(Path("data/images"), help="resized images (<split>/<id>.jpg), "
+                                                               "read when train.finetune_encoder"),
          vocab: Path = typer.Option(Path("data/vocab.json"), help="vocabulary from the vocab stage"),
          out: Path = typer.Option(Path("models"), help="model artifact folder to write"),
          state: Path = typer.Option(Path("data/train_state"), help="resume checkpoints (kept between runs)"),

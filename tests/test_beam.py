@@ -15,7 +15,7 @@ def reference_beam(decoder, feats, k, max_length):
     state = decoder.init_state(feats)
     live = [(0.0, [], state)]
     finished = []
-    for t in range(max_length):
+    for _ in range(max_length):
         candidates = []
         for score, seq, st in live:
             token = torch.tensor([seq[-1] if seq else START])
@@ -40,7 +40,8 @@ def reference_beam(decoder, feats, k, max_length):
 
 def make_decoder(name, vocab_size=12, sharpen=4.0):
     torch.manual_seed(0)
-    config = DecoderConfig(vocab_size=vocab_size, pooled_dim=16, grid_channels=8, embed_dim=16, hidden_dim=24, dropout=0.0)
+    config = DecoderConfig(vocab_size=vocab_size, pooled_dim=16, grid_channels=8, embed_dim=16, hidden_dim=24,
+                           dropout=0.0)
     decoder = DECODERS[name](config).eval()
     with torch.no_grad():  # peaky distributions, so beams end at different steps
         for p in decoder.parameters():

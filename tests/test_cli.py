@@ -61,7 +61,8 @@ def test_attention_maps_for_an_attention_model(photos, tmp_path):
 
 
 def test_attention_maps_refused_for_a_model_without_attention(photos, tmp_path):
-    out = run("predict", photos, "--model", make_model(tmp_path / "m", "show_tell"), "--attention-maps", tmp_path / "maps")
+    out = run("predict", photos, "--model", make_model(tmp_path / "m", "show_tell"), "--attention-maps",
+              tmp_path / "maps")
     assert out.returncode == 2 and "has no attention" in out.stderr
 
 

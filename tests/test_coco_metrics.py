@@ -1,5 +1,6 @@
 """The evaluate code against a direct pycocoevalcap call, on real COCO val2017 captions."""
 import json
+
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -73,8 +74,8 @@ def test_evaluate_stage_writes_the_same_numbers(real_captions, tmp_path):
     for split in ("test", "train"):
         (subset / f"{split}.json").write_text(json.dumps(coco))
     (tmp_path / "preds.json").write_text(json.dumps([{"image_id": i, "caption": c} for i, c in preds.items()]))
-    (tmp_path / "vocab.json").write_text(json.dumps({"words": ["<pad>", "<start>", "<end>", "<unk>", "a"], "threshold": 1,
-                                                      "max_length": 20}))
+    (tmp_path / "vocab.json").write_text(json.dumps({"words": ["<pad>", "<start>", "<end>", "<unk>", "a"],
+                                                      "threshold": 1, "max_length": 20}))
     summary = run_evaluate(tmp_path / "preds.json", subset, "test", tmp_path / "vocab.json", False,
                            tmp_path / "m.json", tmp_path / "per.csv", tmp_path / "t.json")
     written = json.loads((tmp_path / "m.json").read_text())

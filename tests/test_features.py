@@ -67,7 +67,8 @@ def test_every_encoder_feeds_one_training_step(image_dir, tmp_path, encoder):
             "annotations": [{"id": n, "image_id": i, "caption": "a red shape"} for n, i in enumerate(store.ids)]}
     data = SplitData(store.pooled, store.grid, store.ids, build_pairs(coco, store.row_of, vocab),
                      {i: ["a red shape"] for i in store.ids})
-    decoder = build_decoder("soft_attention", DecoderConfig(len(vocab), spec.pooled_dim, spec.pooled_dim, 8, 16, 1, 0.0))
+    decoder = build_decoder("soft_attention",
+                            DecoderConfig(len(vocab), spec.pooled_dim, spec.pooled_dim, 8, 16, 1, 0.0))
     p = TrainParams(decoder="soft_attention", epochs=1, batch_size=4, embed_dim=8, hidden_dim=16)
     before = [x.detach().clone() for x in decoder.parameters()]
     result = train_decoder(decoder, data, data, vocab, p, 0, torch.device("cpu"), tmp_path / "state", "x")

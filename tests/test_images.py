@@ -10,17 +10,25 @@ def odd_images(tmp_path):
     """Real files of every awkward kind a dataset can hold."""
     base = Image.new("RGB", (40, 30), (200, 30, 30))
     paths = {}
-    paths["rgb"] = tmp_path / "rgb.jpg"; base.save(paths["rgb"])
-    paths["cmyk"] = tmp_path / "cmyk.jpg"; base.convert("CMYK").save(paths["cmyk"])
-    paths["palette"] = tmp_path / "palette.png"; base.convert("P").save(paths["palette"])
-    rgba = base.convert("RGBA"); rgba.putalpha(0)
-    paths["alpha"] = tmp_path / "alpha.png"; rgba.save(paths["alpha"])
+    paths["rgb"] = tmp_path / "rgb.jpg"
+    base.save(paths["rgb"])
+    paths["cmyk"] = tmp_path / "cmyk.jpg"
+    base.convert("CMYK").save(paths["cmyk"])
+    paths["palette"] = tmp_path / "palette.png"
+    base.convert("P").save(paths["palette"])
+    rgba = base.convert("RGBA")
+    rgba.putalpha(0)
+    paths["alpha"] = tmp_path / "alpha.png"
+    rgba.save(paths["alpha"])
     paths["gray16"] = tmp_path / "gray16.png"
     Image.fromarray((np.arange(1200).reshape(30, 40) * 50).astype(np.uint16)).save(paths["gray16"])
-    paths["zero"] = tmp_path / "zero.jpg"; paths["zero"].write_bytes(b"")
-    paths["text"] = tmp_path / "text.jpg"; paths["text"].write_text("not an image at all")
+    paths["zero"] = tmp_path / "zero.jpg"
+    paths["zero"].write_bytes(b"")
+    paths["text"] = tmp_path / "text.jpg"
+    paths["text"].write_text("not an image at all")
     data = paths["rgb"].read_bytes()
-    paths["truncated"] = tmp_path / "truncated.jpg"; paths["truncated"].write_bytes(data[: len(data) // 2])
+    paths["truncated"] = tmp_path / "truncated.jpg"
+    paths["truncated"].write_bytes(data[: len(data) // 2])
     paths["missing"] = tmp_path / "missing.jpg"
     return paths
 
@@ -58,7 +66,8 @@ def test_resize_split_skips_and_counts_bad_images_and_does_the_rest(odd_images, 
     images = [{"id": i, "path": str(p)} for i, p in enumerate(odd_images.values())]
     report = resize_split(images, tmp_path / "out", 32, "squash", workers=2)
     assert report["written"] == 5 and report["skipped"] == 4
-    assert {s["path"].rsplit("/", 1)[1] for s in report["skipped_images"]} == {"zero.jpg", "text.jpg", "truncated.jpg", "missing.jpg"}
+    assert {s["path"].rsplit("/", 1)[1] for s in report["skipped_images"]} == {"zero.jpg", "text.jpg", "truncated.jpg",
+                                                                               "missing.jpg"}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.jpg", "1.jpg", "2.jpg", "3.jpg", "4.jpg"]
     single = resize_split(images, tmp_path / "out1", 32, "squash", workers=1)
     assert [s["reason"] for s in single["skipped_images"]] == [s["reason"] for s in report["skipped_images"]]

@@ -4,10 +4,10 @@ import sys
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from captioning.io import InputError
 from captioning.params import load_params, parse_params
-from conftest import ROOT
 
 
 def test_project_params_yaml_is_valid():
@@ -68,7 +68,7 @@ def _changed(value):
 def test_every_parameter_changes_dvcs_run_cache_key():
     """A parameter DVC's run-cache does not hash would let `dvc exp run -S key=value` restore the outputs
     of a run with another value (DVC drops keys named `size` and `nfiles`: resize.size did exactly that)."""
-    from dvc.stage.cache import _get_cache_hash   # the function DVC keys its run-cache with
+    from dvc.stage.cache import _get_cache_hash  # the function DVC keys its run-cache with
 
     defaults = parse_params({}).model_dump()
 

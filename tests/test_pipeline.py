@@ -13,9 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from dvc_project import create_project, run
 
 from captioning.features.store import GRID, IDS, META, POOLED, FeatureStore
-from dvc_project import create_project, run
 
 pytestmark = pytest.mark.slow
 METRIC_KEYS = {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider"}
@@ -44,7 +44,8 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_runs_every_stage_and_writes_metrics(project):
     log = (project / "repro.log").read_text()
-    assert stages_run(log) == {"download", "filter", "resize", "vocab", "features", "train", "decode", "evaluate", "plot"}
+    assert stages_run(log) == {"download", "filter", "resize", "vocab", "features", "train", "decode", "evaluate",
+                               "plot"}
     metrics = json.loads((project / "metrics" / "metrics.json").read_text())
     assert METRIC_KEYS <= set(metrics) and metrics["split"] == "test" and metrics["images"] == 10
     for png in ("loss", "scores", "words", "examples"):

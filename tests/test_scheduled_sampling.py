@@ -1,12 +1,12 @@
 """Scheduled sampling: the ramp, what the model is fed, and training with it."""
 import pytest
 import torch
+from test_decoders import VOCAB, _captions
+from train_toy import train_toy
 
 from captioning.models.decoders import DECODERS, DecoderConfig, ImageFeatures
 from captioning.train.scheduled_sampling import sampling_probability, scheduled_sampling_logits
 from captioning.train.validate import greedy_captions
-from test_decoders import VOCAB, _captions
-from train_toy import train_toy
 
 
 def _decoder(name):

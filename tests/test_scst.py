@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 from pycocoevalcap.cider.cider import Cider
+from train_toy import toy_split
 
-from captioning.models.decoders import DecoderConfig, ImageFeatures, build_decoder
+from captioning.models.decoders import DecoderConfig, build_decoder
 from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
 from captioning.train.cider_reward import CiderD
 from captioning.train.loop import train_decoder
 from captioning.train.scst import END_WORD, reward_references, sample_captions, words_of
-from train_toy import toy_split
 
 
 def test_reward_equals_pycocoevalcap_cider_on_real_captions(shared_data):
@@ -25,7 +25,8 @@ def test_reward_equals_pycocoevalcap_cider_on_real_captions(shared_data):
     ids = sorted(i for i, caps in by_image.items() if len(caps) >= 5)[:300]
     # Candidate: the image's own first caption (refs: the rest) or, for every third image, another image's.
     refs = {i: [tokenize(c) for c in by_image[i][1:]] for i in ids}
-    cands = {i: tokenize(by_image[ids[(k + 1) % len(ids)]][0] if k % 3 == 0 else by_image[i][0]) for k, i in enumerate(ids)}
+    cands = {i: tokenize(by_image[ids[(k + 1) % len(ids)]][0] if k % 3 == 0 else by_image[i][0])
+             for k, i in enumerate(ids)}
     _, expected = Cider().compute_score({i: [" ".join(r) for r in refs[i]] for i in ids},
                                         {i: [" ".join(cands[i])] for i in ids})
     reward = CiderD(refs)
@@ -77,7 +78,8 @@ def test_self_critical_epochs_raise_the_cider_reward(tmp_path, name):
     val, _ = toy_split(16, 2, vocab)
     # One short cross-entropy epoch leaves the colour half-learnt; SCST must then raise the reward.
     p = TrainParams(decoder=name, epochs=1, batch_size=16, lr=0.003, embed_dim=16, hidden_dim=32, dropout=0.0,
-                    lr_schedule="constant", select="cider", scst_epochs=4, scst_lr=0.01, scst_batch_size=8, scst_samples=4)
+                    lr_schedule="constant", select="cider", scst_epochs=4, scst_lr=0.01, scst_batch_size=8,
+                    scst_samples=4)
     decoder = build_decoder(name, DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0))
     result = train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), tmp_path, "scst")
     log = result.epoch_log
@@ -132,7 +134,8 @@ def test_more_scst_epochs_continue_a_finished_run(tmp_path, capsys):
     common = dict(decoder="show_tell", epochs=1, batch_size=16, embed_dim=16, hidden_dim=32, dropout=0.0,
                   scst_batch_size=4, scst_samples=2)
     decoder = build_decoder("show_tell", DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0))
-    train_decoder(decoder, train, val, vocab, TrainParams(**common, scst_epochs=1), 0, torch.device("cpu"), tmp_path, "run")
+    train_decoder(decoder, train, val, vocab, TrainParams(**common, scst_epochs=1), 0, torch.device("cpu"), tmp_path,
+                  "run")
     capsys.readouterr()
     result = train_decoder(decoder, train, val, vocab, TrainParams(**common, scst_epochs=2), 0, torch.device("cpu"),
                            tmp_path, "run")

@@ -2,14 +2,14 @@ import hashlib
 import random
 
 import numpy as np
-from PIL import Image
 
 from captioning.data.coco import load_captions
 from captioning.data.synthetic import COLOURS, SIZES, captions, draw, generate_synthetic, random_scene
 
 
 def digest(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):

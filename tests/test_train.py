@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_toy import train_toy
 
 from captioning.models.decoders import DECODERS
 from captioning.train.checkpoint import CHECKPOINT, load_checkpoint
 from captioning.train.validate import greedy_captions
-from train_toy import train_toy
 
 HERE = Path(__file__).parent
 
@@ -57,7 +57,8 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     subprocess.run([sys.executable, str(HERE / "train_toy.py"), str(tmp_path / "s1"), str(clean)], check=True, env=env)
 
     state, resumed = tmp_path / "s2", tmp_path / "resumed.safetensors"
-    proc = subprocess.Popen([sys.executable, str(HERE / "train_toy.py"), str(state), str(resumed), "show_tell", "0.05"], env=env)
+    proc = subprocess.Popen([sys.executable, str(HERE / "train_toy.py"), str(state), str(resumed), "show_tell", "0.05"],
+                            env=env)
     deadline = time.time() + 120
     while not (state / CHECKPOINT).exists() and time.time() < deadline:
         time.sleep(0.05)

@@ -21,7 +21,8 @@ def main() -> None:
 @app.command()
 def predict(images: List[Path] = typer.Argument(..., help="image files or folders (searched recursively)"),
             model: Path = typer.Option(Path("models"), help="model folder: model.safetensors, config.json, vocab.json"),
-            out: Optional[Path] = typer.Option(None, help="write COCO results JSON [{image_id, file_name, caption}] here"),
+            out: Optional[Path] = typer.Option(None, help="write COCO results JSON "
+                                                          "[{image_id, file_name, caption}] here"),
             beam_size: int = typer.Option(3, min=1, help="beam width (1 = greedy)"),
             max_length: int = typer.Option(20, min=1, help="longest caption, in words"),
             length_penalty: float = typer.Option(0.0, min=0, help="beam scores divided by length**this "

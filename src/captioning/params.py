@@ -18,7 +18,9 @@ EncoderName = Literal[
     "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "inception_v3",
 ]
-DecoderName = Literal["show_tell", "lstm", "gru_init", "soft_attention", "bahdanau_gated", "top_down", "transformer", "vit_gpt2"]
+DecoderName = Literal[
+    "show_tell", "lstm", "gru_init", "soft_attention", "bahdanau_gated", "top_down", "transformer", "vit_gpt2",
+]
 
 
 class Section(BaseModel):
@@ -93,7 +95,8 @@ class TrainParams(Section):
         "attention decoders: batches of whole images (an image's captions share its grid work: faster); "
         "false = batches of random captions (more distinct images per step)"))
     select: Literal["cider", "loss"] = Field("cider", description="validation score that picks the kept epoch")
-    patience: Optional[int] = Field(None, ge=1, description="stop after this many epochs without improvement; null = never")
+    patience: Optional[int] = Field(None, ge=1, description=(
+        "stop after this many epochs without improvement; null = never"))
     checkpoint_every: int = Field(200, ge=1, description="steps between resume checkpoints (also at every epoch end)")
     zero_features: bool = Field(False, description="train and decode on zeroed image features (the honesty check)")
     finetune_encoder: bool = Field(False, description=(
@@ -102,9 +105,11 @@ class TrainParams(Section):
     scheduled_sampling: float = Field(0.0, ge=0, le=1, description=(
         "largest probability of feeding the model its own sampled word instead of the reference's; "
         "ramps up linearly over the cross-entropy epochs; 0 = teacher forcing only"))
-    scst_epochs: int = Field(0, ge=0, description="self-critical epochs on CIDEr-D after the cross-entropy epochs; 0 = none")
+    scst_epochs: int = Field(0, ge=0, description=(
+        "self-critical epochs on CIDEr-D after the cross-entropy epochs; 0 = none"))
     scst_lr: float = Field(5e-5, gt=0, description="constant learning rate of the self-critical epochs")
-    scst_samples: int = Field(5, ge=2, description="captions sampled per image; each one's baseline is the others' mean reward")
+    scst_samples: int = Field(5, ge=2, description=(
+        "captions sampled per image; each one's baseline is the others' mean reward"))
     scst_batch_size: int = Field(32, ge=1, description="images per self-critical step")
     hf: HfParams = HfParams()
 

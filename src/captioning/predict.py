@@ -14,8 +14,8 @@ from captioning.hf.artifact import HfCaptionModel, is_hf_model, load_hf_model
 from captioning.hf.generate import generate_captions
 from captioning.io import InputError
 from captioning.models.artifact import CaptionModel, load_model
-from captioning.models.decoders import ImageFeatures
 from captioning.models.attached_encoder import image_encoder
+from captioning.models.decoders import ImageFeatures
 from captioning.models.encoders import build_encoder, encoder_spec
 from captioning.train.device import pick_device, set_cpu_threads
 
@@ -56,7 +56,8 @@ class Captioner:
         self.model: CaptionModel = load_model(model_dir, self.device)
         enc = self.model.encoder
         attached = image_encoder(self.model.decoder)       # a fine-tuned encoder travels with the model
-        self.spec, encoder = (encoder_spec(enc["name"]), attached) if attached is not None else build_encoder(enc["name"], enc["weights"])
+        self.spec, encoder = ((encoder_spec(enc["name"]), attached) if attached is not None
+                              else build_encoder(enc["name"], enc["weights"]))
         if self.spec.pooled_dim != enc["pooled_dim"]:
             raise InputError(f"{model_dir}: the model expects {enc['pooled_dim']}-d features but encoder "
                              f"{enc['name']} gives {self.spec.pooled_dim}")
@@ -94,8 +95,8 @@ class Captioner:
             if not good:
                 continue
             if self.hf is not None:
-                texts = generate_captions(self.hf.model, self.hf.tokenizer, images.to(self.device), beam_size, max_length,
-                                          length_penalty)
+                texts = generate_captions(self.hf.model, self.hf.tokenizer, images.to(self.device), beam_size,
+                                          max_length, length_penalty)
                 out.update({path: Caption(path, text, None, tuple(text.split())) for path, text in zip(good, texts)})
                 continue
             vocab, decoder = self.model.vocab, self.model.decoder

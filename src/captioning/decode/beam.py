@@ -85,11 +85,19 @@ def beam_search(decoder: Decoder, features: ImageFeatures, start_id: int, end_id
             alphas = None if alphas is None else alphas[keep_rows]
             state = decoder.select(state, keep_rows)
 
-    for i, image in enumerate(active.tolist()):           # ran out of length
+    _close_unfinished(finished, active, scores, seqs, alphas, max_length, length_penalty)
+    return [max(h, key=lambda x: x.score) for h in finished]
+
+
+def _close_unfinished(finished: list[list[Hypothesis]], active: torch.Tensor, scores: torch.Tensor, seqs: torch.Tensor,
+                      alphas: Optional[torch.Tensor], max_length: int, length_penalty: float) -> None:
+    """Images that ran out of length with no finished beam get their best unfinished one."""
+    k = scores.shape[1]
+    for i, image in enumerate(active.tolist()):
         if finished[image]:
             continue
         j = int(scores[i].argmax())
         row = i * k + j
-        finished[image].append(Hypothesis(seqs[row].tolist(), _normalise(float(scores[i, j]), max_length, length_penalty),
+        finished[image].append(Hypothesis(seqs[row].tolist(),
+                                          _normalise(float(scores[i, j]), max_length, length_penalty),
                                           None if alphas is None else alphas[row].cpu()))
-    return [max(h, key=lambda x: x.score) for h in finished]

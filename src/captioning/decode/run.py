@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from captioning.decode.beam import beam_search
 from captioning.features.store import FeatureStore
-from captioning.io import InputError
 from captioning.hf.artifact import is_hf_model
+from captioning.io import InputError
 from captioning.models.artifact import check_features_match, load_model
 from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder
 from captioning.models.encoders import encoder_spec
@@ -37,7 +37,8 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
     need_grid = model.decoder.needs_grid
     encoder = image_encoder(model.decoder)
     if encoder is not None and images_dir is None:
-        raise InputError(f"{model_dir}: the model carries its fine-tuned encoder, so decoding needs the images (--images)")
+        raise InputError(f"{model_dir}: the model carries its fine-tuned encoder, "
+                         "so decoding needs the images (--images)")
     images = None if encoder is None else ImageRows(images_dir, store.ids, encoder_spec(model.encoder["name"]))
     predictions = []
     for start in tqdm(range(0, len(store.ids), batch_size), desc="decode", unit="batch", mininterval=2):
@@ -48,8 +49,10 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
         else:
             feats = store.image_features(rows, need_grid).to(dev)
         feats = feats.zeros_like() if zero else feats
-        hyps = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, beam_size, max_length, length_penalty)
-        predictions += [{"image_id": int(store.ids[r]), "caption": model.vocab.decode(h.tokens)} for r, h in zip(rows, hyps)]
+        hyps = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, beam_size, max_length,
+                           length_penalty)
+        predictions += [{"image_id": int(store.ids[r]), "caption": model.vocab.decode(h.tokens)}
+                        for r, h in zip(rows, hyps)]
     return predictions
 
 
@@ -64,6 +67,7 @@ def decode_hf_images(model_dir: Path, images_dir: Path, ids: list[int], beam_siz
     predictions = []
     for start in tqdm(range(0, len(ids), batch_size), desc="decode", unit="batch", mininterval=2):
         rows = np.arange(start, min(start + batch_size, len(ids)))
-        captions = generate_captions(hf.model, hf.tokenizer, images.load(rows).to(device), beam_size, max_length, length_penalty)
+        captions = generate_captions(hf.model, hf.tokenizer, images.load(rows).to(device), beam_size, max_length,
+                                     length_penalty)
         predictions += [{"image_id": int(ids[r]), "caption": c} for r, c in zip(rows, captions)]
     return predictions

@@ -38,7 +38,8 @@ def _meteor(gts: dict, res: dict) -> tuple[float, list[float]] | None:
         score, scores = scorer.compute_score(gts, res)
         return float(score), [float(s) for s in scores]
     except Exception as e:  # the JVM subprocess dies with a broken pipe on some inputs/machines
-        print(f"evaluate: METEOR could not run ({type(e).__name__}: {e}); the other metrics are reported", file=sys.stderr)
+        print(f"evaluate: METEOR could not run ({type(e).__name__}: {e}); the other metrics are reported",
+              file=sys.stderr)
         return None
     finally:
         if scorer is not None:
@@ -82,7 +83,8 @@ def score_captions(references: dict[int, list[str]], predictions: dict[int, str]
     """
     unknown = sorted(set(predictions) - set(references))
     if unknown:
-        raise InputError(f"predictions for images without references: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+        raise InputError(f"predictions for images without references: "
+                         f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
     ids = sorted(predictions)
     if not ids:
         raise InputError("no predictions to evaluate")

@@ -53,10 +53,11 @@ def _finite_float16(x: torch.Tensor, encoder_name: str) -> torch.Tensor:
 def _optimise_for_cpu(encoder: torch.nn.Module, spec: EncoderSpec, batch_size: int) -> torch.nn.Module:
     """Trace and freeze: BatchNorm folds into the convolutions and oneDNN fuses the activations.
 
-    Measured on 2 cores (bench/feature_extraction.py): about 3x faster than eager mode for EfficientNet-Lite0.
+    Faster than eager mode on a CPU (bench/feature_extraction.py compares the two).
     Any failure keeps the eager module: slower, same numbers.
     """
-    example = torch.zeros(min(batch_size, 2), 3, spec.input_size, spec.input_size).contiguous(memory_format=torch.channels_last)
+    example = torch.zeros(min(batch_size, 2), 3, spec.input_size, spec.input_size).contiguous(
+        memory_format=torch.channels_last)
     try:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")

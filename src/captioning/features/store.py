@@ -36,7 +36,8 @@ class FeatureStore:
         self.row_of = {image_id: row for row, image_id in enumerate(self.ids)}
         self.mirrored: tuple[np.ndarray, np.ndarray] | None = None     # (pooled, grid) of the mirror images
         if (self.dir / MIRRORED_POOLED).exists() and (self.dir / MIRRORED_GRID).exists():
-            mirrored = (np.load(self.dir / MIRRORED_POOLED, mmap_mode="r"), np.load(self.dir / MIRRORED_GRID, mmap_mode="r"))
+            mirrored = (np.load(self.dir / MIRRORED_POOLED, mmap_mode="r"),
+                        np.load(self.dir / MIRRORED_GRID, mmap_mode="r"))
             if any(a.shape != b.shape for a, b in zip(mirrored, (self.pooled, self.grid))):
                 raise InputError(f"{self.dir}: the mirrored arrays' shapes {[a.shape for a in mirrored]} differ from "
                                  f"the originals'; rebuild with `dvc repro features`")

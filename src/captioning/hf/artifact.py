@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
+from captioning.hf.pretrained import prepare_special_tokens, require_transformers
 from captioning.io import InputError, atomic_path, atomic_write_json, read_json
 from captioning.models.encoders import EncoderSpec
-from captioning.hf.pretrained import prepare_special_tokens, require_transformers
 
 DECODER_NAME = "vit_gpt2"
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer"
@@ -70,6 +70,7 @@ def load_hf_model(model_dir: str | Path, device: str | torch.device = "cpu") -> 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir / TOKENIZER))
     prepare_special_tokens(model, tokenizer)
     image = config["image"]
-    spec = EncoderSpec("vit", int(image["input_size"]), tuple(image["mean"]), tuple(image["std"]), 0, (0, 0), build=None)
+    spec = EncoderSpec("vit", int(image["input_size"]), tuple(image["mean"]), tuple(image["std"]), 0, (0, 0),
+                       build=None)
     extra = {k: v for k, v in config.items() if k not in ("format_version", "decoder", "hf_config", "image")}
     return HfCaptionModel(model.to(device).eval(), tokenizer, spec, extra)

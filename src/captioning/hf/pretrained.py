@@ -63,7 +63,8 @@ def load_pretrained(encoder: str, decoder: str):
     # Built from the parts (not from_encoder_decoder_pretrained): GPT-2 becomes a decoder with new
     # cross-attention layers over the ViT's patch states, the same way in transformers 4 and 5.
     vit = transformers.AutoModel.from_pretrained(str(encoder_dir), add_pooling_layer=False)
-    decoder_config = transformers.AutoConfig.from_pretrained(str(decoder_dir), is_decoder=True, add_cross_attention=True)
+    decoder_config = transformers.AutoConfig.from_pretrained(str(decoder_dir), is_decoder=True,
+                                                             add_cross_attention=True)
     gpt2 = transformers.AutoModelForCausalLM.from_pretrained(str(decoder_dir), config=decoder_config)
     model = transformers.VisionEncoderDecoderModel(encoder=vit, decoder=gpt2)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(decoder_dir))

@@ -56,7 +56,8 @@ def caption_pairs(ids: list[int], refs: dict[int, list[str]], tokenizer, max_wor
     return CaptionPairs(np.asarray(rows, dtype=np.int64), tokens, np.asarray([len(s) for s in seqs], dtype=np.int64))
 
 
-def caption_loss(model, pixels: torch.Tensor, index: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+def caption_loss(model, pixels: torch.Tensor, index: torch.Tensor, labels: torch.Tensor,
+                 label_smoothing: float) -> torch.Tensor:
     """Cross-entropy of the captions; each distinct image goes through the ViT once, its captions share it."""
     from transformers.modeling_outputs import BaseModelOutput
     encoded = model.encoder(pixel_values=pixels).last_hidden_state[index]
@@ -136,7 +137,8 @@ def load_data(subset_dir: Path, images_dir: Path, tokenizer, spec, max_words: in
     train_ids, train_refs = split_images(subset_dir / "train.json", images_dir / "train")
     val_ids, val_refs = split_images(subset_dir / "val.json", images_dir / "val")
     return {"pairs": caption_pairs(train_ids, train_refs, tokenizer, max_words), "train_ids": train_ids,
-            "val_pairs": caption_pairs(val_ids, val_refs, tokenizer, max_words), "val_ids": val_ids, "val_refs": val_refs,
+            "val_pairs": caption_pairs(val_ids, val_refs, tokenizer, max_words),
+            "val_ids": val_ids, "val_refs": val_refs,
             "train_images": ImageRows(images_dir / "train", train_ids, spec),
             "val_images": ImageRows(images_dir / "val", val_ids, spec)}
 
@@ -145,7 +147,8 @@ def run_hf_train(params: Params, subset_dir: Path, images_dir: Path, models_dir:
                  metrics_path: Path, plots_dir: Path) -> dict:
     p, hf = params.train, params.train.hf
     if distributed.launched_by_torchrun():
-        raise InputError("train.decoder = 'vit_gpt2' trains in one process (one GPU or the CPU); run it without torchrun")
+        raise InputError("train.decoder = 'vit_gpt2' trains in one process (one GPU or the CPU); "
+                         "run it without torchrun")
     set_cpu_threads()
     torch.manual_seed(params.seed)
     model, tokenizer, spec = load_pretrained(hf.encoder, hf.decoder)
@@ -157,9 +160,9 @@ def run_hf_train(params: Params, subset_dir: Path, images_dir: Path, models_dir:
           f"{len(data['train_ids'])} images, {sum(x.numel() for x in model.parameters()):,} parameters")
     optimizer = torch.optim.AdamW(model.parameters(), lr=hf.lr)
     steps_per_epoch = len(image_grouped_batches(data["pairs"], p.batch_size, params.seed, 0))
+    fp16 = autocast_dtype(device, p.precision) == torch.float16
     optimisation = Optimisation(optimizer, make_scheduler(optimizer, p.lr_schedule, steps_per_epoch * p.epochs),
-                                torch.amp.GradScaler("cuda", enabled=autocast_dtype(device, p.precision) == torch.float16),
-                                p.grad_clip, model)
+                                torch.amp.GradScaler("cuda", enabled=fp16), p.grad_clip, model)
     run_id = fingerprint(p.model_dump(exclude=p.scst_fields), params.seed, max_words, len(data["pairs"]),
                          data["train_ids"], data["val_ids"])
     phase = FineTuningPhase(model, tokenizer, data, p, params.seed, device, optimisation, max_words)

@@ -34,8 +34,8 @@ def plot_training_curves(step_log_tsv: str | Path, epoch_log_tsv: str | Path, ou
             ax.plot(x[len(x) - len(smooth):], smooth, color="navy", lw=1.5, label=f"moving mean ({window} steps)")
         steps_per_epoch = steps.groupby("epoch")["step"].max()
         if len(epochs):
-            ax_loss.plot(steps_per_epoch.reindex(epochs["epoch"]).to_numpy(), epochs["val_loss"], "o-", color="darkorange",
-                         label="validation loss (epoch end)")
+            ax_loss.plot(steps_per_epoch.reindex(epochs["epoch"]).to_numpy(), epochs["val_loss"], "o-",
+                         color="darkorange", label="validation loss (epoch end)")
             ax_ppl.plot(steps_per_epoch.reindex(epochs["epoch"]).to_numpy(), epochs["val_perplexity"], "o-",
                         color="darkorange", label="validation perplexity")
         ax_ppl.set_yscale("log")
@@ -49,7 +49,8 @@ def plot_training_curves(step_log_tsv: str | Path, epoch_log_tsv: str | Path, ou
     score_cols = [c for c in ("val_bleu_4", "val_cider") if c in epochs]
     if len(epochs) and score_cols:
         for col in score_cols:
-            ax_score.plot(epochs["epoch"], epochs[col], "o-", label=col.replace("val_", "validation ").replace("_", "-"))
+            ax_score.plot(epochs["epoch"], epochs[col], "o-",
+                          label=col.replace("val_", "validation ").replace("_", "-"))
         ax_score.set_xlabel("epoch")
         ax_score.set_title("greedy validation scores (toolkit scale; CIDEr may exceed 1)")
         ax_score.legend(fontsize=8)

@@ -23,7 +23,8 @@ from captioning.plots.scores import plot_score_distributions
 from captioning.plots.words import plot_word_frequencies
 
 
-def plot_attention_examples(model_dir: Path, features_dir: Path, image_dir: Path, image_ids: list[int], out_png: Path) -> None:
+def plot_attention_examples(model_dir: Path, features_dir: Path, image_dir: Path, image_ids: list[int],
+                            out_png: Path) -> None:
     """One attention figure (first example image) or a panel saying the decoder has no attention."""
     model = None if is_hf_model(model_dir) else load_model(model_dir)
     if model is None or not model.decoder.has_attention or not image_ids:
@@ -37,7 +38,9 @@ def plot_attention_examples(model_dir: Path, features_dir: Path, image_dir: Path
     encoder = image_encoder(model.decoder)
     if encoder is not None:
         with torch.inference_mode():
-            feats = encode_images(encoder, ImageRows(image_dir, [image_ids[0]], encoder_spec(model.encoder["name"])).load([0]), True)
+            feats = encode_images(encoder,
+                                  ImageRows(image_dir, [image_ids[0]], encoder_spec(model.encoder["name"])).load([0]),
+                                  True)
     else:
         feats = store.image_features([row])
     hyp = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, 1, model.vocab.max_length)[0]

@@ -11,7 +11,8 @@ from captioning.plots.figure import no_data, plt, save_png
 from captioning.text.tokenizer import tokenize
 
 
-def plot_word_frequencies(generated: Sequence[str], references: Sequence[str], out_png: str | Path, top: int = 25) -> None:
+def plot_word_frequencies(generated: Sequence[str], references: Sequence[str], out_png: str | Path,
+                          top: int = 25) -> None:
     gen = Counter(w for c in generated for w in tokenize(c))
     ref = Counter(w for c in references for w in tokenize(c))
     fig, ax = plt.subplots(figsize=(12, 4.5))

@@ -8,7 +8,8 @@ from captioning.io import atomic_write_json
 from captioning.text.vocabulary import build_vocabulary, vocab_stats
 
 
-def run_vocab(train_json: Path, val_json: Path, threshold: int, max_length: int, out_vocab: Path, out_metrics: Path) -> dict:
+def run_vocab(train_json: Path, val_json: Path, threshold: int, max_length: int, out_vocab: Path,
+              out_metrics: Path) -> dict:
     train = [a["caption"] for a in load_captions(train_json)["annotations"]]
     val = [a["caption"] for a in load_captions(val_json)["annotations"]]
     vocab, counts = build_vocabulary(train, threshold, max_length)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +70,8 @@ class Vocabulary:
         try:
             vocab = cls(tuple(raw["words"]), int(raw["threshold"]), int(raw["max_length"]))
         except (KeyError, TypeError) as e:
-            raise InputError(f"{path}: not a vocabulary file (missing {e}); rebuild it with `dvc repro vocab`") from None
+            raise InputError(f"{path}: not a vocabulary file (missing {e}); "
+                             "rebuild it with `dvc repro vocab`") from None
         if raw.get("digest") not in (None, vocab.digest):
             raise InputError(f"{path}: word list does not match its recorded digest; rebuild with `dvc repro vocab`")
         return vocab

@@ -51,7 +51,8 @@ def epoch_batches(pairs: CaptionPairs, batch_size: int, seed: int, epoch: int, b
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def image_grouped_batches(pairs: CaptionPairs, batch_size: int, seed: int, epoch: int, bucket: int = 50) -> list[np.ndarray]:
+def image_grouped_batches(pairs: CaptionPairs, batch_size: int, seed: int, epoch: int,
+                          bucket: int = 50) -> list[np.ndarray]:
     """Batches of whole images (all their captions, about `batch_size` captions in all), for decoders that
     share per-image work among an image's captions. Images with similar longest captions are grouped."""
     rng = np.random.default_rng([seed, epoch])

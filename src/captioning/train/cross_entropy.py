@@ -86,7 +86,8 @@ class CrossEntropyPhase:
                 logits = scheduled_sampling_logits(decoder, feats, tokens[:, :-1], sampling)
             else:
                 logits = self.model(feats, tokens[:, :-1])
-            loss = self.summed(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)) * (self.world / n_tokens)
+            loss = self.summed(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+            loss = loss * (self.world / n_tokens)
             loss = loss + (0.0 if sampling else decoder.auxiliary_loss())
         self.optimisation.update(loss)
         self.optimisation.scheduler.step()

@@ -29,7 +29,7 @@ def set_cpu_threads() -> None:
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: bfloat16 matrix products run about 2.5x faster than float32 on such CPUs."""
+    """AVX512-BF16 or AMX: bfloat16 matrix products run much faster than float32 on such CPUs."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()

@@ -109,7 +109,8 @@ class EpochDriver:
                  patience: Optional[int], checkpoint_every: int, is_main: bool = True,
                  on_epoch: Optional[Callable[[TrainResult], None]] = None):
         self.model, self.optimisation, self.state_dir, self.run_id = model, optimisation, Path(state_dir), run_id
-        self.patience, self.checkpoint_every, self.is_main, self.on_epoch = patience, checkpoint_every, is_main, on_epoch
+        self.patience, self.checkpoint_every = patience, checkpoint_every
+        self.is_main, self.on_epoch = is_main, on_epoch
 
     def run(self, phases: list[Phase]) -> TrainResult:
         state = self._resume(phases)
@@ -129,14 +130,15 @@ class EpochDriver:
 
     def _epoch(self, phase: Phase, state: RunState, total_epochs: int) -> None:
         batches, rewards = phase.epoch_batches(state.epoch), []
-        progress = tqdm(batches[state.batch:], desc=f"{phase.label} epoch {state.epoch + 1}/{total_epochs}", unit="batch",
-                        initial=state.batch, total=len(batches), mininterval=2, leave=False)
+        progress = tqdm(batches[state.batch:], desc=f"{phase.label} epoch {state.epoch + 1}/{total_epochs}",
+                        unit="batch", initial=state.batch, total=len(batches), mininterval=2, leave=False)
         for b, idx in enumerate(progress, start=state.batch):
             logged = phase.step(idx, state.epoch)
             state.step += 1
             if "loss" in logged:
                 loss = logged["loss"]
-                state.result.step_log.append([state.step, state.epoch + 1, round(loss, 5), round(math.exp(min(loss, 50)), 4)])
+                perplexity = round(math.exp(min(loss, 50)), 4)
+                state.result.step_log.append([state.step, state.epoch + 1, round(loss, 5), perplexity])
             rewards += [logged["reward"]] if "reward" in logged else []
             progress.set_postfix({k: f"{v:.3f}" for k, v in logged.items()}, refresh=False)
             if state.step % self.checkpoint_every == 0 and b + 1 < len(batches):
@@ -186,7 +188,8 @@ class EpochDriver:
         for phase, first in zip(phases, phase_starts(phases)):
             entered = (saved["epoch"], saved["batch"]) > (first, 0)
             if entered and first > 0 and saved.get("phase_settings", {}).get(phase.name) != phase.settings:
-                print(f"train: the checkpoint in {self.state_dir} is from other {phase.label} settings; starting from scratch")
+                print(f"train: the checkpoint in {self.state_dir} is from other {phase.label} settings; "
+                      "starting from scratch")
                 return fresh
         self.model.load_state_dict(saved["model"])
         self.optimisation.optimizer.load_state_dict(saved["optimizer"])
@@ -205,7 +208,7 @@ class EpochDriver:
 
 def epoch_summary(log: dict) -> str:
     """One line per epoch: the training loss or reward, then the validation scores."""
-    parts = [f"epoch {log['epoch']}:"]
+    parts = []
     if log.get("train_reward") is not None:
         parts.append(f"train reward (CIDEr-D) {log['train_reward']:.3f}")
     if log.get("train_loss") is not None:
@@ -213,4 +216,4 @@ def epoch_summary(log: dict) -> str:
     if log.get("val_loss") is not None:
         parts.append(f"val loss {log['val_loss']:.3f}")
     parts += [f"val BLEU-4 {log['val_bleu_4']:.3f}", f"val CIDEr {log['val_cider']:.3f}"]
-    return "  ".join(parts)
+    return f"epoch {log['epoch']}: " + "  ".join(parts)

@@ -31,7 +31,8 @@ def check_single_process(decoder: Decoder, p: TrainParams) -> None:
         raise InputError(f"train.scheduled_sampling = {p.scheduled_sampling}: runs in one process only; "
                          "set it to 0 under torchrun")
     if image_encoder(decoder) is not None:
-        raise InputError("train.finetune_encoder: end-to-end training runs in one process; set it to false under torchrun")
+        raise InputError("train.finetune_encoder: end-to-end training runs in one process; "
+                         "set it to false under torchrun")
 
 
 def parameter_groups(decoder: Decoder, p: TrainParams) -> list[dict]:

@@ -31,7 +31,8 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
     train, train_store = load_split(features_dir / "train", subset_dir / "train.json", vocab)
     val, _ = load_split(features_dir / "val", subset_dir / "val.json", vocab)
     meta = train_store.meta
-    config = DecoderConfig(vocab_size=len(vocab), pooled_dim=int(meta["pooled_dim"]), grid_channels=int(meta["grid_shape"][-1]),
+    config = DecoderConfig(vocab_size=len(vocab), pooled_dim=int(meta["pooled_dim"]),
+                           grid_channels=int(meta["grid_shape"][-1]),
                            embed_dim=p.embed_dim, hidden_dim=p.hidden_dim, num_layers=p.num_layers, dropout=p.dropout)
     decoder = build_decoder(p.decoder, config)
     if p.finetune_encoder:       # end to end: the encoder trains too, from the images of the same rows
@@ -39,7 +40,8 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
         train.images = ImageRows(images_dir / "train", train.ids, spec)
         val.images = ImageRows(images_dir / "val", val.ids, spec)
     device = distributed.init(p.device) or pick_device(p.device)   # under torchrun: this rank's device
-    run_id = fingerprint(p.model_dump(exclude=p.scst_fields), params.seed, vocab.digest, meta, len(train.pairs), len(val.pairs))
+    run_id = fingerprint(p.model_dump(exclude=p.scst_fields), params.seed, vocab.digest, meta,
+                         len(train.pairs), len(val.pairs))
     print(f"train: {p.decoder} on {device}, {len(train.pairs)} captions of {len(train.ids)} images, "
           f"{sum(x.numel() for x in decoder.parameters()):,} parameters")
     result = train_decoder(decoder, train, val, vocab, p, params.seed, device, state_dir, run_id,

@@ -31,7 +31,8 @@ def scheduled_sampling_logits(decoder: Decoder, feats: ImageFeatures, inputs: to
             token = inputs[:, t]
             if probability > 0:
                 swap = torch.rand(token.shape, generator=generator, device=token.device) < probability
-                sampled = torch.multinomial(torch.softmax(logits[-1].detach().float(), -1), 1, generator=generator).squeeze(1)
+                probabilities = torch.softmax(logits[-1].detach().float(), -1)
+                sampled = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
                 # A finished reference stays finished: its padding is not trained on anyway.
                 token = torch.where(swap & (token != 0), sampled, token)
         step_logits, state, _ = decoder.step(token, state)

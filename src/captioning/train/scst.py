@@ -115,7 +115,8 @@ class SelfCriticalPhase:
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         if self.rewarder is None:
             train = self.train
-            self.rewarder = reward_references({i: [tokenize(r) for r in train.references.get(i, [])] for i in train.ids})
+            references = {i: [tokenize(r) for r in train.references.get(i, [])] for i in train.ids}
+            self.rewarder = reward_references(references)
         self.decoder.train()
         keep_encoder_frozen_statistics(self.decoder)
         self.train.choose_views(self.seed, epoch)
