@@ -15,7 +15,7 @@ app = typer_app(__doc__)
 def main(predictions: Path = typer.Option(Path("data/predictions.json"), help="COCO results JSON from decode"),
          subset: Path = typer.Option(Path("data/subset"), help="folder with <split>.json references"),
          images: Path = typer.Option(Path("data/images"), help="resized images, <split>/<id>.jpg"),
-         train_logs: Path = typer.Option(Path("plots/train"), help="steps.tsv and epochs.tsv from train"),
+         train_logs: Path = typer.Option(Path("plots/dvclive"), help="the train stage's DVCLive folder"),
          per_image: Path = typer.Option(Path("metrics/per_image.csv"), help="per-image scores from evaluate"),
          model: Path = typer.Option(Path("models"), help="model artifact (for attention maps)"),
          features: Path = typer.Option(Path("data/features"), help="feature store (for attention maps)"),

@@ -20,10 +20,10 @@ def main(features: Path = typer.Option(Path("data/features"), help="feature stor
          out: Path = typer.Option(Path("models"), help="model artifact folder to write"),
          state: Path = typer.Option(Path("data/train_state"), help="resume checkpoints (kept between runs)"),
          metrics: Path = typer.Option(Path("metrics/train.json"), help="training summary metrics"),
-         plots: Path = typer.Option(Path("plots/train"), help="folder for steps.tsv and epochs.tsv"),
+         live: Path = typer.Option(Path("plots/dvclive"), help="DVCLive folder: metrics per step and epoch"),
          params: Path = typer.Option(Path("params.yaml"), help="parameters file (sections `train`, `seed`)")):
     """Teacher-forced training with validation by greedy decoding; resumes from `--state` when interrupted."""
-    summary = run_train(load_params(params), features, subset, vocab, out, state, metrics, plots, images)
+    summary = run_train(load_params(params), features, subset, vocab, out, state, metrics, live, images)
     if summary:   # empty on the other ranks under torchrun: rank 0 reports
         print(f"train: done, best epoch {summary['best_epoch']}, val CIDEr {summary['best_val_cider']}, "
               f"{summary['train_seconds']} s")

@@ -1,4 +1,8 @@
 """train.precision: which autocast dtype a training run uses."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -18,3 +22,18 @@ def test_auto_uses_bf16_on_a_cpu_with_native_bf16_else_float32():
 def test_fp16_on_cpu_is_refused_naming_the_key_and_the_choices():
     with pytest.raises(InputError, match=r"train\.precision.*'fp16'.*CUDA.*'bf16', 'fp32' or 'auto'"):
         autocast_dtype(CPU, "fp16")
+
+
+def _threads_after_set_cpu_threads(env: dict) -> int:
+    code = ("from captioning.train.device import set_cpu_threads; import torch; "
+            "set_cpu_threads(); print(torch.get_num_threads())")
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "LOCAL_WORLD_SIZE")}
+    return int(subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                              check=True).stdout)
+
+
+def test_threads_follow_omp_num_threads_so_queued_jobs_share_the_cores():
+    cores = len(os.sched_getaffinity(0))
+    assert _threads_after_set_cpu_threads({"OMP_NUM_THREADS": "1"}) == 1
+    assert _threads_after_set_cpu_threads({}) == cores
+    assert _threads_after_set_cpu_threads({"LOCAL_WORLD_SIZE": str(cores)}) == 1     # torchrun ranks share them

@@ -7,6 +7,8 @@ from captioning.plots.curves import plot_training_curves
 from captioning.plots.examples import plot_examples
 from captioning.plots.scores import plot_score_distributions
 from captioning.plots.words import plot_word_frequencies
+from captioning.train.driver import TrainResult
+from captioning.train.live_log import LiveLog
 
 
 def opens(path):
@@ -22,17 +24,18 @@ def image(tmp_path):
     return path
 
 
-def test_curves_with_data_and_without(tmp_path):
-    (tmp_path / "steps.tsv").write_text("step\tepoch\tloss\tperplexity\n"
-                                        + "".join(f"{i}\t{1 + i // 10}\t{3 - i / 20}\t{np.exp(3 - i / 20)}\n"
-                                                  for i in range(1, 31)))
-    (tmp_path / "epochs.tsv").write_text("epoch\ttrain_loss\tval_loss\tval_perplexity\tval_bleu_4\tval_cider\n"
-                                         "1\t2.5\t2.4\t11\t0.1\t0.2\n"
-                                         "2\t2\t2.1\t8\t0.2\t0.4\n"
-                                         "3\t1.6\t1.9\t6.7\t0.25\t0.5\n")
-    plot_training_curves(tmp_path / "steps.tsv", tmp_path / "epochs.tsv", tmp_path / "a.png")
-    plot_training_curves(tmp_path / "none.tsv", tmp_path / "none.tsv", tmp_path / "b.png")
+def test_curves_from_the_training_log_and_without_one(tmp_path):
+    log = LiveLog(tmp_path / "live")
+    log.begin(TrainResult({}, 0, 0))
+    for step in range(1, 31):
+        log.step([step, 1 + (step - 1) // 10, "loss", 3 - step / 20])
+        if step % 10 == 0:
+            log.epoch({"epoch": step // 10, "step": step, "val_loss": 2.6 - step / 40, "val_perplexity": 10.0,
+                       "val_bleu_4": step / 100, "val_cider": step / 50, "lr": 0.001})
+    plot_training_curves(tmp_path / "live", tmp_path / "a.png")
+    plot_training_curves(tmp_path / "none", tmp_path / "b.png")
     assert opens(tmp_path / "a.png") and opens(tmp_path / "b.png")
+    assert (tmp_path / "a.png").stat().st_size > (tmp_path / "b.png").stat().st_size   # curves drawn, not blanks
 
 
 def test_scores_words_examples_attention(tmp_path, image):

@@ -67,5 +67,6 @@ if __name__ == "__main__":
     decoder, result, _, _ = train_toy(Path(sys.argv[1]), name, sleep=sleep, dropout=dropout, precision=precision)
     if distributed.is_main():
         save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, sys.argv[2])
-        Path(sys.argv[2] + ".losses.json").write_text(json.dumps([row[2] for row in result.step_log]))
+        losses = [row[3] for row in result.step_log if row[2] == "loss"]
+        Path(sys.argv[2] + ".losses.json").write_text(json.dumps(losses))
     distributed.shutdown()

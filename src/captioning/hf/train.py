@@ -26,7 +26,8 @@ from captioning.train.captions import CaptionPairs, image_grouped_batches
 from captioning.train.checkpoint import fingerprint
 from captioning.train.device import autocast_dtype, pick_device, set_cpu_threads
 from captioning.train.driver import EpochDriver, Optimisation, RunState, Validation, make_scheduler
-from captioning.train.logs import training_summary, write_logs
+from captioning.train.live_log import LiveLog
+from captioning.train.logs import training_summary
 from captioning.train.validate import quick_scores
 
 IGNORE = -100        # label positions the loss skips (padding)
@@ -144,7 +145,7 @@ def load_data(subset_dir: Path, images_dir: Path, tokenizer, spec, max_words: in
 
 
 def run_hf_train(params: Params, subset_dir: Path, images_dir: Path, models_dir: Path, state_dir: Path,
-                 metrics_path: Path, plots_dir: Path) -> dict:
+                 metrics_path: Path, live_dir: Path) -> dict:
     p, hf = params.train, params.train.hf
     if distributed.launched_by_torchrun():
         raise InputError("train.decoder = 'vit_gpt2' trains in one process (one GPU or the CPU); "
@@ -166,12 +167,11 @@ def run_hf_train(params: Params, subset_dir: Path, images_dir: Path, models_dir:
     run_id = fingerprint(p.model_dump(exclude=p.scst_fields), params.seed, max_words, len(data["pairs"]),
                          data["train_ids"], data["val_ids"])
     phase = FineTuningPhase(model, tokenizer, data, p, params.seed, device, optimisation, max_words)
-    driver = EpochDriver(model, optimisation, state_dir, run_id, p.patience, p.checkpoint_every,
-                         on_epoch=lambda r: write_logs(r, plots_dir))
+    driver = EpochDriver(model, optimisation, state_dir, run_id, p.patience, p.checkpoint_every, log=LiveLog(live_dir))
     result = driver.run([phase])
-    write_logs(result, plots_dir)
     model.load_state_dict(result.best_state)
-    summary = training_summary(result, device, len(data["pairs"]), sum(x.numel() for x in model.parameters()),
+    summary = training_summary(result, device, phase.amp_dtype, len(data["pairs"]),
+                               sum(x.numel() for x in model.parameters()),
                                checkpoints={"encoder": hf.encoder, "decoder": hf.decoder})
     save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": summary}), models_dir)
     atomic_write_json(metrics_path, summary)

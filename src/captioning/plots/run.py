@@ -55,7 +55,7 @@ def run_plots(predictions_path: Path, subset_json: Path, image_dir: Path, train_
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = load_predictions(predictions_path)
     references = references_of(load_captions(subset_json))
-    plot_training_curves(train_logs / "steps.tsv", train_logs / "epochs.tsv", out_dir / "loss.png")
+    plot_training_curves(train_logs, out_dir / "loss.png")
     plot_score_distributions(per_image_csv, out_dir / "scores.png")
     plot_word_frequencies(list(predictions.values()), [c for i in predictions for c in references.get(i, [])],
                           out_dir / "words.png")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from typing import Optional
 
 import torch
@@ -22,7 +23,13 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def set_cpu_threads() -> None:
-    """Use every core for intra-op work; inter-op parallelism buys nothing for these small graphs."""
+    """Intra-op threads: OMP_NUM_THREADS when it is set (1 for each of `dvc queue start -j 2` on 2 cores), else
+    every core this process may use, shared between torchrun's ranks on this machine. An environment variable
+    and not a parameter: the thread count must not change DVC's hash of a stage."""
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    if wanted.isdigit() and int(wanted) > 0:
+        torch.set_num_threads(int(wanted))
+        return
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))   # torchrun: share the cores between ranks
     torch.set_num_threads(max(1, n // ranks_here))
@@ -36,6 +43,25 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision_name(amp_dtype: Optional[torch.dtype]) -> str:
+    """What the training forward pass ran in: bf16, fp16 or fp32."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp_dtype, "fp32")
+
+
+def processor_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model with whether it has native bf16 (reruns are bit-identical only on
+    the same kind of processor)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name} ({'native bf16' if cpu_has_native_bf16() else 'no native bf16'})"
 
 
 def autocast_dtype(device: torch.device, precision: str) -> Optional[torch.dtype]:

@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ class TrainResult:
     best_state: dict
     best_epoch: int
     epochs_run: int
-    step_log: list = field(default_factory=list)     # [step, epoch, loss, perplexity]
+    step_log: list = field(default_factory=list)     # [step, epoch, "loss" | "reward", value]
     epoch_log: list = field(default_factory=list)    # dicts per epoch
     seconds: float = 0.0
 
@@ -52,6 +52,17 @@ class RunState:
 class Validation:
     score: float              # higher is better: picks the kept epoch
     log: dict                 # val_loss, val_perplexity, val_bleu_4, val_cider ... for the epoch log
+
+
+class RunLog(Protocol):
+    """Where the metrics go as the run goes (rank 0 only): train/live_log.py's DVCLive logger."""
+
+    def begin(self, result: TrainResult) -> None:
+        """At the start, with the history a resumed run already has."""
+
+    def step(self, row: list) -> None: ...
+
+    def epoch(self, entry: dict) -> None: ...
 
 
 class Phase(Protocol):
@@ -106,14 +117,15 @@ def phase_starts(phases: list[Phase]) -> list[int]:
 
 class EpochDriver:
     def __init__(self, model: nn.Module, optimisation: Optimisation, state_dir: Path, run_id: str,
-                 patience: Optional[int], checkpoint_every: int, is_main: bool = True,
-                 on_epoch: Optional[Callable[[TrainResult], None]] = None):
+                 patience: Optional[int], checkpoint_every: int, is_main: bool = True, log: Optional[RunLog] = None):
         self.model, self.optimisation, self.state_dir, self.run_id = model, optimisation, Path(state_dir), run_id
         self.patience, self.checkpoint_every = patience, checkpoint_every
-        self.is_main, self.on_epoch = is_main, on_epoch
+        self.is_main, self.log = is_main, log if is_main else None
 
     def run(self, phases: list[Phase]) -> TrainResult:
         state = self._resume(phases)
+        if self.log:
+            self.log.begin(state.result)
         self._started, self._settings = time.perf_counter(), {p.name: p.settings for p in phases}
         for phase, first in zip(phases, phase_starts(phases)):
             end = first + phase.epochs
@@ -129,25 +141,25 @@ class EpochDriver:
         return state.result
 
     def _epoch(self, phase: Phase, state: RunState, total_epochs: int) -> None:
-        batches, rewards = phase.epoch_batches(state.epoch), []
+        batches = phase.epoch_batches(state.epoch)
         progress = tqdm(batches[state.batch:], desc=f"{phase.label} epoch {state.epoch + 1}/{total_epochs}",
                         unit="batch", initial=state.batch, total=len(batches), mininterval=2, leave=False)
         for b, idx in enumerate(progress, start=state.batch):
             logged = phase.step(idx, state.epoch)
             state.step += 1
-            if "loss" in logged:
-                loss = logged["loss"]
-                perplexity = round(math.exp(min(loss, 50)), 4)
-                state.result.step_log.append([state.step, state.epoch + 1, round(loss, 5), perplexity])
-            rewards += [logged["reward"]] if "reward" in logged else []
+            for name, value in logged.items():
+                row = [state.step, state.epoch + 1, name, round(value, 5)]
+                state.result.step_log.append(row)
+                if self.log:
+                    self.log.step(row)
             progress.set_postfix({k: f"{v:.3f}" for k, v in logged.items()}, refresh=False)
             if state.step % self.checkpoint_every == 0 and b + 1 < len(batches):
                 state.batch = b + 1
                 self._checkpoint(state)
         progress.close()
-        self._end_epoch(phase, state, rewards)
+        self._end_epoch(phase, state)
 
-    def _end_epoch(self, phase: Phase, state: RunState, rewards: list[float]) -> None:
+    def _end_epoch(self, phase: Phase, state: RunState) -> None:
         result, epoch = state.result, state.epoch
         validation = phase.validate(epoch)
         improved = validation.score > state.best_score
@@ -156,17 +168,16 @@ class EpochDriver:
             state.best_score, state.stale = validation.score, 0
         else:
             state.stale += 1
-        losses = [row[2] for row in result.step_log if row[1] == epoch + 1]
-        result.epoch_log.append({"epoch": epoch + 1, "phase": phase.name,
-                                 "train_loss": round(float(np.mean(losses)), 5) if losses else None,
-                                 "train_reward": round(float(np.mean(rewards)), 5) if rewards else None,
+        result.epoch_log.append({"epoch": epoch + 1, "step": state.step, "phase": phase.name,
+                                 "train_loss": _epoch_mean(result.step_log, epoch + 1, "loss"),
+                                 "train_reward": _epoch_mean(result.step_log, epoch + 1, "reward"),
                                  **validation.log, "lr": self.optimisation.optimizer.param_groups[0]["lr"]})
         print(epoch_summary(result.epoch_log[-1]))
         state.epoch, state.batch = epoch + 1, 0
         result.epochs_run = state.epoch
         self._checkpoint(state)
-        if self.on_epoch and self.is_main:
-            self.on_epoch(result)
+        if self.log:
+            self.log.epoch(result.epoch_log[-1])
 
     def _checkpoint(self, state: RunState) -> None:
         if not self.is_main:
@@ -204,6 +215,11 @@ class EpochDriver:
         else:
             print(f"train: resuming at epoch {saved['epoch'] + 1}, batch {saved['batch']} (step {saved['step']})")
         return RunState(result, saved["epoch"], saved["batch"], saved["step"], saved["best_score"], saved["stale"])
+
+
+def _epoch_mean(step_log: list, epoch: int, name: str) -> Optional[float]:
+    values = [row[3] for row in step_log if row[1] == epoch and row[2] == name]
+    return round(float(np.mean(values)), 5) if values else None
 
 
 def epoch_summary(log: dict) -> str:

@@ -3,7 +3,7 @@ phase, both under the shared epoch driver (resume, checkpoints, validation, the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -15,7 +15,7 @@ from captioning.text.vocabulary import Vocabulary
 from captioning.train import distributed
 from captioning.train.cross_entropy import CrossEntropyPhase, caption_batches
 from captioning.train.device import autocast_dtype
-from captioning.train.driver import EpochDriver, Optimisation, TrainResult, make_scheduler
+from captioning.train.driver import EpochDriver, Optimisation, RunLog, TrainResult, make_scheduler
 from captioning.train.scst import SelfCriticalPhase
 from captioning.train.split_data import SplitData
 
@@ -48,7 +48,7 @@ def parameter_groups(decoder: Decoder, p: TrainParams) -> list[dict]:
 
 def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Vocabulary, p: TrainParams, seed: int,
                   device: torch.device, state_dir: Path, run_fingerprint: str,
-                  on_epoch: Optional[Callable[[TrainResult], None]] = None) -> TrainResult:
+                  log: Optional[RunLog] = None) -> TrainResult:
     decoder.to(device)
     check_single_process(decoder, p)
     model = distributed.wrap(decoder, device)          # the decoder itself unless under torchrun
@@ -61,5 +61,5 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     phases = [CrossEntropyPhase(model, decoder, train, val, vocab, p, seed, device, optimisation, amp_dtype),
               SelfCriticalPhase(decoder, train, val, vocab, p, seed, device, optimisation, amp_dtype)]
     driver = EpochDriver(decoder, optimisation, state_dir, run_fingerprint, p.patience, p.checkpoint_every,
-                         distributed.is_main(), on_epoch)
+                         distributed.is_main(), log)
     return driver.run(phases)

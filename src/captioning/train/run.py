@@ -13,18 +13,19 @@ from captioning.params import Params
 from captioning.text.vocabulary import Vocabulary
 from captioning.train import distributed
 from captioning.train.checkpoint import fingerprint
-from captioning.train.device import pick_device, set_cpu_threads
-from captioning.train.logs import training_summary, write_logs
+from captioning.train.device import autocast_dtype, pick_device, set_cpu_threads
+from captioning.train.live_log import LiveLog
+from captioning.train.logs import training_summary
 from captioning.train.loop import train_decoder
 from captioning.train.split_data import load_split
 
 
 def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: Path, models_dir: Path,
-              state_dir: Path, metrics_path: Path, plots_dir: Path, images_dir: Path = Path("data/images")) -> dict:
+              state_dir: Path, metrics_path: Path, live_dir: Path, images_dir: Path = Path("data/images")) -> dict:
     p = params.train
     if p.decoder == "vit_gpt2":      # pretrained transformers: trains from the images with GPT-2's tokenizer
         from captioning.hf.train import run_hf_train
-        return run_hf_train(params, subset_dir, images_dir, models_dir, state_dir, metrics_path, plots_dir)
+        return run_hf_train(params, subset_dir, images_dir, models_dir, state_dir, metrics_path, live_dir)
     set_cpu_threads()
     torch.manual_seed(params.seed)
     vocab = Vocabulary.load(vocab_path)
@@ -44,17 +45,16 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
                          len(train.pairs), len(val.pairs))
     print(f"train: {p.decoder} on {device}, {len(train.pairs)} captions of {len(train.ids)} images, "
           f"{sum(x.numel() for x in decoder.parameters()):,} parameters")
-    result = train_decoder(decoder, train, val, vocab, p, params.seed, device, state_dir, run_id,
-                           on_epoch=lambda r: write_logs(r, plots_dir))
+    log = LiveLog(live_dir) if distributed.is_main() else None
+    result = train_decoder(decoder, train, val, vocab, p, params.seed, device, state_dir, run_id, log)
     if not distributed.is_main():      # rank 0 writes the model and logs
         distributed.shutdown()
         return {}
-    write_logs(result, plots_dir)
     decoder.load_state_dict(result.best_state)
     encoder = {"name": meta["encoder"], "weights": meta["weights"], "pooled_dim": int(meta["pooled_dim"]),
                "grid_shape": list(meta["grid_shape"]), "finetuned": p.finetune_encoder}
-    summary = training_summary(result, device, len(train.pairs), sum(x.numel() for x in decoder.parameters()),
-                               scst_epochs=p.scst_epochs)
+    summary = training_summary(result, device, autocast_dtype(device, p.precision), len(train.pairs),
+                               sum(x.numel() for x in decoder.parameters()), scst_epochs=p.scst_epochs)
     save_model(CaptionModel(p.decoder, decoder, vocab, encoder,
                             {"zero_features": p.zero_features, "training": summary}), models_dir)
     atomic_write_json(metrics_path, summary)
