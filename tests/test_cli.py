@@ -15,11 +15,13 @@ from captioning.text.vocabulary import build_vocabulary
 CAPTION = [sys.executable, "-m", "captioning.cli"]
 
 
-def make_model(folder, decoder_name):
+def make_model(folder, decoder_name, weights="none"):
+    """A random decoder; `weights: none` also draws the encoder at random when the model is loaded (each
+    process differently), `imagenet` gives every load the same encoder."""
     torch.manual_seed(0)
     vocab, _ = build_vocabulary(["a dog on the grass", "a cat on a sofa", "a man riding a horse"], 1, 12)
     decoder = build_decoder(decoder_name, DecoderConfig(len(vocab), 1280, 1280, 16, 32, 1, 0.0))
-    encoder = {"name": "efficientnet_lite0", "weights": "none", "pooled_dim": 1280, "grid_shape": [7, 7, 1280]}
+    encoder = {"name": "efficientnet_lite0", "weights": weights, "pooled_dim": 1280, "grid_shape": [7, 7, 1280]}
     save_model(CaptionModel(decoder_name, decoder, vocab, encoder, {}), folder)
     return folder
 
@@ -78,3 +80,33 @@ def test_missing_or_mismatched_model_is_a_clear_error(photos, tmp_path):
     out = run("predict", photos, "--model", model)
     assert out.returncode == 2 and "does not belong to this model" in out.stderr
 
+
+
+def test_python_api_takes_a_path_a_pil_image_or_a_list(photos, tmp_path):
+    from captioning import Captioner
+
+    captioner = Captioner.load(make_model(tmp_path / "m", "show_tell", "imagenet"))
+    path = photos / "000000431848.jpg"
+    caption = captioner(path)
+    assert isinstance(caption, str) and caption
+    assert captioner(str(path)) == caption == captioner(Image.open(path))     # a PIL image gives the same
+    several = sorted(photos.glob("*.jpg"))[:3]
+    assert captioner(several) == [captioner(p) for p in several]
+    detailed = captioner(Image.open(path), attention=True)
+    assert detailed.caption == caption and detailed.path is None
+    attending = Captioner.load(make_model(tmp_path / "a", "soft_attention"))(path, attention=True, max_length=5)
+    assert attending.attention.shape == (len(attending.words), 49)           # one 7x7 map per word
+
+
+def test_decoding_defaults_to_the_settings_the_model_was_evaluated_with(photos, tmp_path):
+    model = make_model(tmp_path / "m", "show_tell", "imagenet")
+    default = run("predict", photos, "--model", model, "--json")
+    assert default.returncode == 0, default.stderr
+    assert "caption: 100%" in default.stderr                                   # a progress bar on stderr
+    longest = max(len(r["caption"].split()) for r in json.loads(default.stdout))
+    assert longest > 2
+    (model / "decoding.json").write_text(json.dumps({"beam_size": 1, "max_length": 2, "length_penalty": 0.0}))
+    evaluated = json.loads(run("predict", photos, "--model", model, "--json").stdout)
+    assert max(len(r["caption"].split()) for r in evaluated) <= 2
+    options = ["--beam-size", "3", "--max-length", "20"]                     # options still override it
+    assert json.loads(run("predict", photos, "--model", model, "--json", *options).stdout) == json.loads(default.stdout)

@@ -1,6 +1,7 @@
 """The `caption` command: caption your own photos with a trained model."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -20,13 +21,15 @@ def main() -> None:
 
 @app.command()
 def predict(images: List[Path] = typer.Argument(..., help="image files or folders (searched recursively)"),
-            model: Path = typer.Option(Path("models"), help="model folder: model.safetensors, config.json, vocab.json"),
+            model: Path = typer.Option(Path("models"), help="model folder (models/ or one from `dvc artifacts get`)"),
             out: Optional[Path] = typer.Option(None, help="write COCO results JSON "
                                                           "[{image_id, file_name, caption}] here"),
-            beam_size: int = typer.Option(3, min=1, help="beam width (1 = greedy)"),
-            max_length: int = typer.Option(20, min=1, help="longest caption, in words"),
-            length_penalty: float = typer.Option(0.0, min=0, help="beam scores divided by length**this "
-                                                                  "(decode.length_penalty; 0 = raw log-probability)"),
+            json_output: bool = typer.Option(False, "--json", help="print the results as JSON on stdout"),
+            beam_size: Optional[int] = typer.Option(None, min=1, help="beam width (1 = greedy); default: as the "
+                                                                      "model was evaluated (decoding.json), else 3"),
+            max_length: Optional[int] = typer.Option(None, min=1, help="longest caption, in words (default 20)"),
+            length_penalty: Optional[float] = typer.Option(None, min=0, help="beam scores divided by length**this "
+                                                                             "(default: as evaluated, else 0)"),
             attention_maps: Optional[Path] = typer.Option(None, help="folder for one attention figure per image "
                                                                      "(attention decoders only)"),
             device: str = typer.Option("auto", help="auto | cpu | cuda | mps")):
@@ -39,27 +42,35 @@ def predict(images: List[Path] = typer.Argument(..., help="image files or folder
         if attention_maps and not captioner.has_attention:
             raise InputError(f"--attention-maps: decoder {captioner.decoder_name!r} has no attention over the "
                              "image; train soft_attention, bahdanau_gated or top_down")
-        results = captioner.caption(paths, beam_size, max_length, length_penalty=length_penalty)
+        results = captioner.caption(paths, beam_size, max_length, length_penalty, progress=True)
     except InputError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    for r in results:
-        typer.echo(f"{r.path}\t{r.caption}" if r.error is None else f"{r.path}\t(skipped: {r.error})")
-    if attention_maps:
-        from captioning.plots.attention import plot_attention
-
-        attention_maps.mkdir(parents=True, exist_ok=True)
-        hw = tuple(captioner.spec.grid_hw)
+    rows = [{"image_id": _image_id(r.path), "file_name": r.path.name, "caption": r.caption} for r in results
+            if r.error is None]
+    if json_output:
+        typer.echo(json.dumps([{"path": str(r.path), "caption": r.caption, "error": r.error} for r in results],
+                              indent=1))
+    else:
         for r in results:
-            if r.attention is not None:
-                plot_attention(r.path, r.words, r.attention, hw, attention_maps / f"{r.path.stem}.png")
-        typer.echo(f"attention maps: {attention_maps}/", err=True)
+            typer.echo(f"{r.path}\t{r.caption}" if r.error is None else f"{r.path}\t(skipped: {r.error})")
+    if attention_maps:
+        _write_attention_maps(results, tuple(captioner.spec.grid_hw), attention_maps)
     if out:
-        atomic_write_json(out, [{"image_id": _image_id(r.path), "file_name": r.path.name, "caption": r.caption}
-                                for r in results if r.error is None])
+        atomic_write_json(out, rows)
     skipped = sum(r.error is not None for r in results)
     if skipped:
         typer.echo(f"{skipped} of {len(results)} images skipped", err=True)
+
+
+def _write_attention_maps(results: list, grid_hw: tuple[int, int], folder: Path) -> None:
+    from captioning.plots.attention import plot_attention
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        if r.attention is not None:
+            plot_attention(r.path, r.words, r.attention, grid_hw, folder / f"{r.path.stem}.png")
+    typer.echo(f"attention maps: {folder}/", err=True)
 
 
 def _image_id(path: Path) -> int | str:

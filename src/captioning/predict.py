@@ -1,30 +1,43 @@
-"""Caption people's own images with a trained model folder (no pipeline needed)."""
+"""Caption your own images with a trained model folder (no pipeline needed).
+
+    from captioning import Captioner
+    captioner = Captioner.load("models")          # or a folder from `dvc artifacts get`
+    captioner("photo.jpg")                        # -> "a dog runs on the grass"
+    captioner([Image.open("a.png"), "b.jpg"])     # -> one caption each
+    captioner("photo.jpg", attention=True)        # -> a Caption with words and attention maps
+
+Decoding defaults to the settings the model was evaluated with (decoding.json, written by the export
+stage), else beam 3 without length normalisation.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm import tqdm
 
-from captioning.data.images import BadImage, load_rgb
+from captioning.data.images import BadImage, load_rgb, to_rgb
 from captioning.decode.beam import beam_search
 from captioning.hf.artifact import HfCaptionModel, is_hf_model, load_hf_model
 from captioning.hf.generate import generate_captions
 from captioning.io import InputError
-from captioning.models.artifact import CaptionModel, load_model
+from captioning.models.artifact import CaptionModel, decoding_settings, load_model
 from captioning.models.attached_encoder import image_encoder
 from captioning.models.decoders import ImageFeatures
 from captioning.models.encoders import build_encoder, encoder_spec
 from captioning.train.device import pick_device, set_cpu_threads
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+ImageInput = Union[str, Path, Image.Image]
 
 
 @dataclass
 class Caption:
-    path: Path
+    path: Optional[Path]                       # None for an image passed in memory
     caption: Optional[str]
     error: Optional[str] = None
     words: tuple[str, ...] = ()
@@ -46,9 +59,11 @@ def find_images(inputs: list[Path]) -> list[Path]:
 
 
 class Captioner:
-    def __init__(self, model_dir: Path, device: str = "auto"):
+    def __init__(self, model_dir: str | Path, device: str = "auto"):
         set_cpu_threads()
+        model_dir = Path(model_dir)
         self.device = pick_device(device)
+        self.decoding = decoding_settings(model_dir)
         self.hf: Optional[HfCaptionModel] = load_hf_model(model_dir, self.device) if is_hf_model(model_dir) else None
         if self.hf is not None:        # vit_gpt2: its own preprocessing, captions through `generate`
             self.model, self.spec, self.encoder = None, self.hf.spec, None
@@ -63,6 +78,22 @@ class Captioner:
                              f"{enc['name']} gives {self.spec.pooled_dim}")
         self.encoder = encoder.to(self.device)
 
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "auto") -> "Captioner":
+        """A model folder (`models/`, or one fetched with `dvc artifacts get`), on the GPU when there is one."""
+        return cls(model_dir, device)
+
+    def __call__(self, images: ImageInput | list[ImageInput], attention: bool = False, **decoding):
+        """Captions of one image (a path or a PIL image) or of a list of them: a string each, or with
+        `attention` a Caption (words and attention maps). `decoding`: beam_size, max_length, length_penalty."""
+        single = not isinstance(images, (list, tuple))
+        results = self.caption([images] if single else list(images), **decoding)
+        for r in results:
+            if r.error is not None:
+                raise InputError(f"{r.path}: {r.error}")
+        out = results if attention else [r.caption for r in results]
+        return out[0] if single else out
+
     @property
     def decoder_name(self) -> str:
         return "vit_gpt2" if self.hf is not None else self.model.decoder_name
@@ -71,42 +102,57 @@ class Captioner:
     def has_attention(self) -> bool:
         return self.hf is None and self.model.decoder.has_attention
 
-    def _batches(self, paths: list[Path], batch_size: int) -> Iterator[tuple[list[Path], list[Caption], torch.Tensor]]:
-        good, bad, tensors = [], [], []
-        for path in paths:
+    def _prepared(self, item: ImageInput) -> torch.Tensor:
+        image = to_rgb(item) if isinstance(item, Image.Image) else load_rgb(item)
+        return self.spec.preprocess(image)
+
+    def _batches(self, items: list[ImageInput], batch_size: int) -> Iterator[tuple[list[int], dict, torch.Tensor]]:
+        """(positions of the readable images, {position: why} of the others, the readable ones' tensors)."""
+        good, bad, tensors = [], {}, []
+        for i, item in enumerate(items):
             try:
-                tensors.append(self.spec.preprocess(load_rgb(path)))
-                good.append(path)
+                tensors.append(self._prepared(item))
+                good.append(i)
             except BadImage as e:
-                bad.append(Caption(path, None, str(e)))
+                bad[i] = str(e)
             if len(good) == batch_size:
                 yield good, bad, torch.stack(tensors)
-                good, bad, tensors = [], [], []
+                good, bad, tensors = [], {}, []
         if good or bad:
             yield good, bad, torch.stack(tensors) if tensors else torch.empty(0)
 
     @torch.inference_mode()
-    def caption(self, paths: list[Path], beam_size: int = 3, max_length: int = 20, batch_size: int = 16,
-                length_penalty: float = 0.0) -> list[Caption]:
-        """`length_penalty` as decode.length_penalty in params.yaml."""
-        out: dict[Path, Caption] = {}
-        for good, bad, images in self._batches(paths, batch_size):
-            out.update({c.path: c for c in bad})
-            if not good:
-                continue
-            if self.hf is not None:
-                texts = generate_captions(self.hf.model, self.hf.tokenizer, images.to(self.device), beam_size,
-                                          max_length, length_penalty)
-                out.update({path: Caption(path, text, None, tuple(text.split())) for path, text in zip(good, texts)})
-                continue
-            vocab, decoder = self.model.vocab, self.model.decoder
-            pooled, grid = self.encoder(images.to(self.device))
-            feats = ImageFeatures(pooled.float(), grid.float() if decoder.needs_grid else None)
-            if self.model.extra.get("zero_features"):
-                feats = feats.zeros_like()
-            hyps = beam_search(decoder, feats, vocab.start_id, vocab.end_id, beam_size, max_length, length_penalty)
-            for path, hyp in zip(good, hyps):
-                words = tuple(vocab.words[t] for t in hyp.tokens)
-                attention = hyp.attention.numpy() if hyp.attention is not None else None
-                out[path] = Caption(path, vocab.decode(hyp.tokens), None, words, attention)
-        return [out[p] for p in paths]
+    def caption(self, items: list[ImageInput], beam_size: Optional[int] = None, max_length: Optional[int] = None,
+                length_penalty: Optional[float] = None, batch_size: int = 16, progress: bool = False) -> list[Caption]:
+        """One Caption per item, in order; unreadable images come back with `error` set. Unset decoding
+        settings are the model's (decoding.json) or the defaults."""
+        settings = {**self.decoding, **{k: v for k, v in (("beam_size", beam_size), ("max_length", max_length),
+                                                           ("length_penalty", length_penalty)) if v is not None}}
+        out: dict[int, Caption] = {}
+        bar = tqdm(total=len(items), desc="caption", unit="image", disable=not progress, mininterval=1)
+        for good, bad, images in self._batches(items, batch_size):
+            out.update({i: Caption(_path(items[i]), None, why) for i, why in bad.items()})
+            if good:
+                out.update(zip(good, self._caption_batch([_path(items[i]) for i in good], images, settings)))
+            bar.update(len(good) + len(bad))
+        bar.close()
+        return [out[i] for i in range(len(items))]
+
+    def _caption_batch(self, paths: list[Optional[Path]], images: torch.Tensor, settings: dict) -> list[Caption]:
+        beam_size, max_length, length_penalty = (settings[k] for k in ("beam_size", "max_length", "length_penalty"))
+        if self.hf is not None:
+            texts = generate_captions(self.hf.model, self.hf.tokenizer, images.to(self.device), beam_size,
+                                      max_length, length_penalty)
+            return [Caption(path, text, None, tuple(text.split())) for path, text in zip(paths, texts)]
+        vocab, decoder = self.model.vocab, self.model.decoder
+        pooled, grid = self.encoder(images.to(self.device))
+        feats = ImageFeatures(pooled.float(), grid.float() if decoder.needs_grid else None)
+        if self.model.extra.get("zero_features"):
+            feats = feats.zeros_like()
+        hyps = beam_search(decoder, feats, vocab.start_id, vocab.end_id, beam_size, max_length, length_penalty)
+        return [Caption(path, vocab.decode(h.tokens), None, tuple(vocab.words[t] for t in h.tokens),
+                        h.attention.numpy() if h.attention is not None else None) for path, h in zip(paths, hyps)]
+
+
+def _path(item: ImageInput) -> Optional[Path]:
+    return None if isinstance(item, Image.Image) else Path(item)

@@ -18,7 +18,8 @@ class BadImage(Exception):
     """An image that cannot be used; the message is the reason shown in the skip report."""
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode as 8-bit RGB (16-bit greys scaled, transparency composited on white)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):       # 16/32-bit greyscale: scale to 8 bits
         array = np.asarray(image, dtype=np.float64)
         top = array.max() or 1.0
@@ -45,7 +46,7 @@ def load_rgb(path: str | Path) -> Image.Image:
             with Image.open(path) as image:
                 image.load()                                 # decode now: truncation raises here
                 image = ImageOps.exif_transpose(image)
-                return _to_rgb(image)
+                return to_rgb(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImage(f"refused: larger than Pillow's decompression-bomb limit ({e})") from None
     except UnidentifiedImageError:

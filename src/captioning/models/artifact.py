@@ -18,7 +18,16 @@ from captioning.models.decoders import Decoder, DecoderConfig, build_decoder
 from captioning.text.vocabulary import Vocabulary
 
 WEIGHTS, CONFIG, VOCAB = "model.safetensors", "config.json", "vocab.json"
+DECODING = "decoding.json"          # the settings the model was evaluated with (export stage)
+DEFAULT_DECODING = {"beam_size": 3, "max_length": 20, "length_penalty": 0.0}
 FORMAT_VERSION = 1
+
+
+def decoding_settings(model_dir: str | Path) -> dict:
+    """How to decode with this model: its decoding.json (what it was evaluated with), else the defaults."""
+    path = Path(model_dir) / DECODING
+    saved = read_json(path) if path.exists() else {}
+    return {key: saved.get(key, value) for key, value in DEFAULT_DECODING.items()}
 
 
 @dataclass
