@@ -39,6 +39,7 @@ def create_project(work: Path, overrides: dict) -> Path:
     run(["git", "config", "user.email", "t@example.com"], work)
     run(["git", "config", "user.name", "test"], work)
     run(["dvc", "init", "-q"], work)
+    shutil.copy(ROOT / ".dvcignore", work / ".dvcignore")
     run(["dvc", "config", "core.analytics", "false"], work)
     run(["git", "add", "-A"], work)
     run(["git", "commit", "-qm", "init"], work)

@@ -45,7 +45,7 @@ def project(tmp_path_factory) -> Path:
 def test_repro_runs_every_stage_and_writes_metrics(project):
     log = (project / "repro.log").read_text()
     assert stages_run(log) == {"download", "filter", "resize", "vocab", "features", "train", "decode", "evaluate",
-                               "plot"}
+                               "plot", "export"}
     metrics = json.loads((project / "metrics" / "metrics.json").read_text())
     assert METRIC_KEYS <= set(metrics) and metrics["split"] == "test" and metrics["images"] == 10
     for png in ("loss", "scores", "words", "examples"):
@@ -129,7 +129,7 @@ def test_exp_run_reruns_only_downstream_of_train(project):
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "repro"], project)
     log = run(["dvc", "exp", "run", "-S", "train.epochs=2"], project)
-    assert stages_run(log) == {"train", "decode", "evaluate", "plot"}, log[-2000:]
+    assert stages_run(log) == {"train", "decode", "evaluate", "plot", "export"}, log[-2000:]
     shown = run(["dvc", "exp", "show", "--no-pager", "--md"], project)
     assert "bleu_4" in shown
 
@@ -146,7 +146,7 @@ def test_finetune_encoder_trains_end_to_end_and_decodes_through_its_own_encoder(
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "before fine-tuning", "--allow-empty"], project)
     log = run(["dvc", "exp", "run", "-S", "train.finetune_encoder=true", "-S", "train.encoder_lr=0.001"], project)
-    assert stages_run(log) == {"train", "decode", "evaluate", "plot"}, log[-2000:]
+    assert stages_run(log) == {"train", "decode", "evaluate", "plot", "export"}, log[-2000:]
     config = json.loads((project / "models" / "config.json").read_text())
     assert config["encoder"]["finetuned"] is True
     weights = load_file(str(project / "models" / "model.safetensors"))
@@ -170,3 +170,79 @@ def test_finetune_encoder_trains_end_to_end_and_decodes_through_its_own_encoder(
     assert not np.allclose(pooled[0].numpy(), cached, atol=1e-2)
     out = run([sys.executable, "-m", "captioning.cli", "predict", str(image), "--model", "models"], project)
     assert image.name in out
+
+
+def commit_all(project: Path, message: str) -> None:
+    run(["git", "checkout", "-q", "--", "params.yaml"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", message, "--allow-empty"], project)
+
+
+def exp_table(project: Path, columns: str) -> list[dict]:
+    import csv
+    import io
+
+    shown = run(["dvc", "exp", "show", "--no-pager", "--csv", "--drop", ".*", "--keep", f"Experiment|State|{columns}"],
+                project)
+    return list(csv.DictReader(io.StringIO(shown[shown.index("Experiment"):])))
+
+
+def test_exp_show_lists_a_running_experiments_training_metrics(project):
+    """DVCLive rewrites plots/dvclive/metrics.json while training, so another shell sees the run's epochs."""
+    commit_all(project, "before the live run")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(["dvc", "exp", "run", "-n", "live", "-S", "train.epochs=150"], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen = []
+    while proc.poll() is None:
+        rows = [r for r in exp_table(project, "^epoch$") if r["Experiment"] == "live" and r["State"] == "Running"]
+        seen += [int(r["epoch"]) for r in rows if r["epoch"].isdigit()]
+        if any(0 < epoch < 150 for epoch in seen):
+            break
+        time.sleep(0.5)
+    proc.wait(timeout=600)
+    assert proc.returncode == 0
+    assert any(0 < epoch < 150 for epoch in seen), f"no epoch of the running experiment shown: {seen}"
+
+
+def test_two_queued_experiments_run_in_parallel_each_with_its_metrics(project):
+    commit_all(project, "before the sweep")
+    run(["dvc", "exp", "run", "--queue", "-S", "train.decoder=show_tell,gru_init", "-S", "train.epochs=2"], project)
+    run(["dvc", "queue", "start", "-j", "2"], project)
+    deadline = time.time() + 600
+    while time.time() < deadline and re.search(r"Queued|Running", run(["dvc", "queue", "status"], project)):
+        time.sleep(2)
+    status = run(["dvc", "queue", "status"], project)
+    assert status.count("Success") >= 2 and "Failed" not in status, status
+    rows = [r for r in exp_table(project, "^cider$|train.decoder|train.epochs") if r["train.epochs"] == "2"]
+    assert {r["train.decoder"] for r in rows if r["cider"]} >= {"show_tell", "gru_init"}, rows
+
+
+def test_a_clone_pulls_the_pipeline_from_the_remotes_and_captions_without_rerunning(project, tmp_path):
+    """A local folder as DVC remote and a bare git repository as git remote: push, clone, pull, predict;
+    the exported captioner through `dvc artifacts get`; an experiment through `dvc exp push/pull`."""
+    run(["dvc", "repro"], project)
+    run(["dvc", "remote", "add", "-f", "-d", "store", str(tmp_path / "store")], project)
+    commit_all(project, "shared")
+    run(["git", "tag", "-a", "captioner@v1.0.0", "-m", "Registering artifact captioner version v1.0.0"], project)
+    run(["dvc", "push"], project)
+    run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "origin.git")], project)
+    run(["git", "remote", "add", "origin", str(tmp_path / "origin.git")], project)
+    run(["git", "push", "-q", "origin", "HEAD:refs/heads/main", "--tags"], project)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", "-b", "main", str(tmp_path / "origin.git"), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    assert "up to date" in run(["dvc", "status"], clone).lower()
+    image = next((clone / "data" / "images" / "test").glob("*.jpg"))
+    predict = [sys.executable, "-m", "captioning.cli", "predict", str(image), "--model"]
+    assert image.name in run([*predict, "models"], clone)
+
+    run(["dvc", "artifacts", "get", str(tmp_path / "origin.git"), "captioner", "-o", str(tmp_path / "got")], tmp_path)
+    assert json.loads((tmp_path / "got" / "decoding.json").read_text())["beam_size"] == 3
+    assert image.name in run([*predict, "got"], tmp_path)
+
+    run(["dvc", "exp", "run", "-n", "shared-exp", "-S", "train.epochs=2"], project)
+    run(["dvc", "exp", "push", "origin", "shared-exp"], project)
+    run(["dvc", "exp", "pull", "origin", "shared-exp"], clone)
+    assert "shared-exp" in run(["dvc", "exp", "list", "--all-commits"], clone)
