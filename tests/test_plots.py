@@ -52,3 +52,12 @@ def test_scores_words_examples_attention(tmp_path, image):
     plot_attention(image, ["a", "green", "picture"], alphas, (3, 4), tmp_path / "att.png")
     for name in ("s", "s0", "w", "w0", "e", "e0", "att"):
         assert opens(tmp_path / f"{name}.png")
+
+
+def test_score_density_is_scipys_gaussian_kde_without_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    from captioning.plots.scores import gaussian_density
+
+    values = np.random.default_rng(0).random(200)
+    xs = np.linspace(0, 1, 50)
+    np.testing.assert_allclose(gaussian_density(values, xs), stats.gaussian_kde(values)(xs), rtol=1e-10)
