@@ -57,9 +57,9 @@ def test_vit_gpt2_trains_decodes_evaluates_and_captions_new_photos(tmp_path, sha
     run(["dvc", "repro"], project)
 
     models = project / "models"
-    config = json.loads((models / "config.json").read_text())
-    assert config["decoder"] == "vit_gpt2" and (models / "model.safetensors").stat().st_size > 10_000
-    assert (models / "tokenizer" / "tokenizer.json").exists() and not (models / "vocab.json").exists()
+    ours = json.loads((models / "captioning.json").read_text())
+    assert ours["decoder"] == "vit_gpt2" and (models / "model.safetensors").stat().st_size > 10_000
+    assert (models / "tokenizer.json").exists() and not (models / "vocab.json").exists()
     epochs = json.loads((project / "metrics" / "train.json").read_text())
     assert epochs["epochs"] == 8 and epochs["checkpoints"]["decoder"] == str(decoder)
     losses = read_metric(project / "plots" / "dvclive", "train/loss")["loss"].to_numpy()
@@ -104,6 +104,41 @@ def test_saved_model_loads_without_download_and_captions_exactly_as_before_savin
     assert torch.equal(same[0], same[1])
     assert generate_captions(loaded.model, loaded.tokenizer, pixels, 2, 8, length_penalty=1.0) == before
     assert any(before) and loaded.spec.input_size == 32
+
+
+def test_the_saved_model_loads_with_transformers_own_classes(tmp_path, shared_data):
+    """The Hugging Face layout: from_pretrained of the model, its image processor and its tokenizer, then
+    `generate`, caption as the pipeline does; on transformers 4, pipeline("image-to-text") too (transformers 5
+    removed that task)."""
+    import torch
+    import transformers
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+
+    from captioning.hf.artifact import HfCaptionModel, save_hf_model
+    from captioning.hf.generate import generate_captions
+    from captioning.hf.pretrained import load_pretrained
+
+    captions = [a["caption"] for a in json.loads(
+        (shared_data / "coco_mini" / "annotations" / "captions_train2017.json").read_text())["annotations"]]
+    encoder, decoder = tiny_checkpoints(tmp_path, captions)
+    torch.manual_seed(0)
+    model, tokenizer, spec = load_pretrained(str(encoder), str(decoder))
+    save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": {}}), tmp_path / "models")
+    folder = str(tmp_path / "models")
+    loaded = VisionEncoderDecoderModel.from_pretrained(folder).eval()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    photo = Image.open(shared_data / "coco_mini" / "val2017" / "000000431848.jpg").convert("RGB")
+    pixels = AutoImageProcessor.from_pretrained(folder)(photo, return_tensors="pt").pixel_values
+    assert pixels.shape == (1, 3, 32, 32)
+    ids = loaded.generate(pixels, num_beams=2, max_new_tokens=16, length_penalty=1.0, early_stopping=True)
+    text = AutoTokenizer.from_pretrained(folder).batch_decode(ids, skip_special_tokens=True)[0]
+    theirs = " ".join(text.split()[:8])
+    ours = generate_captions(model.eval(), tokenizer, pixels, 2, 8, length_penalty=1.0)[0]
+    assert theirs == ours
+    if int(transformers.__version__.split(".")[0]) < 5:
+        assert transformers.pipeline("image-to-text", model=folder)(photo)[0]["generated_text"].strip()
 
 
 def test_a_missing_checkpoint_stops_at_once_naming_it_and_how_to_provide_it(tmp_path, monkeypatch):

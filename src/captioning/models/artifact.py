@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from captioning.hf.artifact import is_hf_model
 from captioning.io import InputError, atomic_path, atomic_write_json, read_json
 from captioning.models.attached_encoder import attach_encoder
 from captioning.models.decoders import Decoder, DecoderConfig, build_decoder
@@ -59,7 +60,7 @@ def save_model(model: CaptionModel, out_dir: str | Path) -> None:
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> CaptionModel:
     model_dir = Path(model_dir)
-    if (model_dir / CONFIG).exists() and read_json(model_dir / CONFIG).get("decoder") == "vit_gpt2":
+    if is_hf_model(model_dir):
         raise InputError(f"{model_dir}: a vit_gpt2 model; load it with captioning.hf.artifact.load_hf_model")
     for name in (WEIGHTS, CONFIG, VOCAB):
         if not (model_dir / name).exists():
