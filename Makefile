@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
+	@git diff --quiet -- metrics/metrics.json 2>/dev/null || echo "metrics/metrics.json differs from the committed run:" \
+		"reruns are bit-identical only with the same precision and kind of processor (see metrics/train.json" \
+		"and README, Reproducibility)"
 	@echo "Plots: plots/*.png; captions: data/predictions.json; model: models/"
 
 repro: setup

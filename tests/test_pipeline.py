@@ -51,6 +51,8 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     for png in ("loss", "scores", "words", "examples"):
         assert (project / "plots" / f"{png}.png").stat().st_size > 1000
     assert (project / "models" / "model.safetensors").exists()
+    trained = json.loads((project / "metrics" / "train.json").read_text())
+    assert trained["precision"] in {"bf16", "fp32"} and trained["processor"]     # what a bit-identical rerun needs
 
 
 def test_nothing_to_do_after_repro(project):
