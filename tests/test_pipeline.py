@@ -134,6 +134,10 @@ def test_exp_run_reruns_only_downstream_of_train(project):
     assert stages_run(log) == {"train", "decode", "evaluate", "plot", "export"}, log[-2000:]
     shown = run(["dvc", "exp", "show", "--no-pager", "--md"], project)
     assert "bleu_4" in shown
+    printed = run(["dvc", "plots", "diff", "HEAD", "--json"], project)              # DVCLive's curves of both
+    diff = json.JSONDecoder().raw_decode(printed[printed.index("{"):])[0]
+    values = diff["data"]["plots/dvclive/plots/metrics/train/loss.tsv"][0]["content"]["data"]["values"]
+    assert {row["rev"] for row in values} == {"HEAD", "workspace"}
 
 
 def test_finetune_encoder_trains_end_to_end_and_decodes_through_its_own_encoder(project):
