@@ -1,6 +1,8 @@
 """The summary a training run leaves in metrics/train.json."""
 from __future__ import annotations
 
+import torch
+
 from captioning.train.device import precision_name, processor_name
 from captioning.train.driver import TrainResult
 
@@ -11,10 +13,11 @@ def _last(result: TrainResult, key: str):
 
 def training_summary(result: TrainResult, device, amp_dtype, captions: int, parameters: int, **extra) -> dict:
     """metrics/train.json: epochs run, the kept epoch and its validation scores, time, and what a rerun needs
-    to give the same bits: the training precision and the processor (README: Reproducibility)."""
+    to give the same bits: the training precision, the processor and the CPU threads (README: Reproducibility)."""
     best = result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
     return {"epochs": result.epochs_run, "best_epoch": result.best_epoch, "device": str(device),
             "precision": precision_name(amp_dtype), "processor": processor_name(device),
+            "cpu_threads": torch.get_num_threads(),
             "train_seconds": round(result.seconds, 1),
             "seconds_per_epoch": round(result.seconds / max(result.epochs_run, 1), 1),
             "final_train_loss": _last(result, "train_loss"), "final_train_reward": _last(result, "train_reward"),
