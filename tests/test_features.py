@@ -72,7 +72,7 @@ def test_every_encoder_feeds_one_training_step(image_dir, tmp_path, encoder):
     p = TrainParams(decoder="soft_attention", epochs=1, batch_size=4, embed_dim=8, hidden_dim=16)
     before = [x.detach().clone() for x in decoder.parameters()]
     result = train_decoder(decoder, data, data, vocab, p, 0, torch.device("cpu"), tmp_path / "state", "x")
-    assert result.epochs_run == 1 and np.isfinite(result.step_log[0][2])
+    assert result.epochs_run == 1 and result.step_log[0][2] == "loss" and np.isfinite(result.step_log[0][3])
     assert any(not torch.equal(a, b) for a, b in zip(before, decoder.parameters()))
 
 
