@@ -4,6 +4,7 @@ A wrong format is refused before any work, naming the file and what is missing.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 from captioning.io import InputError, atomic_write_json, read_json
@@ -21,6 +22,14 @@ def load_captions(path: str | Path) -> dict:
         if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), int) or "caption" not in ann:
             raise InputError(f"{path}: annotations[{i}] needs an integer `image_id` and a `caption` (COCO captions format)")
     return data
+
+
+def references_of(coco: dict) -> dict[int, list[str]]:
+    """Image id -> its reference captions, in file order."""
+    refs = defaultdict(list)
+    for ann in coco["annotations"]:
+        refs[int(ann["image_id"])].append(ann["caption"])
+    return dict(refs)
 
 
 def clean_annotations(images: list[dict], annotations: list[dict], max_chars: int = 1000) -> tuple[list[dict], dict]:

@@ -3,23 +3,15 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import defaultdict
 from pathlib import Path
 
-from captioning.data.coco import load_captions
+from captioning.data.coco import load_captions, references_of
 from captioning.evaluate.coco_metrics import score_captions
 from captioning.evaluate.text_stats import text_statistics
 from captioning.io import InputError, atomic_write_json, atomic_write_text, read_json
 from captioning.text.vocabulary import Vocabulary
 
 PER_IMAGE_COLUMNS = ["image_id", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider"]
-
-
-def references_of(coco: dict) -> dict[int, list[str]]:
-    refs = defaultdict(list)
-    for ann in coco["annotations"]:
-        refs[int(ann["image_id"])].append(ann["caption"])
-    return dict(refs)
 
 
 def load_predictions(path: Path) -> dict[int, str]:

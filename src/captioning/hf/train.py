@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from captioning.data.coco import load_captions
+from captioning.data.coco import load_captions, references_of
 from captioning.hf.artifact import HfCaptionModel, save_hf_model
 from captioning.hf.generate import TOKENS_PER_WORD, generate_captions
 from captioning.hf.pretrained import load_pretrained
@@ -34,9 +34,7 @@ IGNORE = -100        # label positions the loss skips (padding)
 def split_images(subset_json: Path, image_dir: Path) -> tuple[list[int], dict[int, list[str]]]:
     """Image ids with a resized image (resize skips bad images) and their captions."""
     coco = load_captions(subset_json)
-    refs: dict[int, list[str]] = {}
-    for ann in coco["annotations"]:
-        refs.setdefault(ann["image_id"], []).append(ann["caption"])
+    refs = references_of(coco)
     ids = [img["id"] for img in coco["images"] if (image_dir / f"{img['id']}.jpg").exists()]
     if not ids:
         raise InputError(f"{image_dir}: no resized images of {subset_json}; rerun `dvc repro resize`")

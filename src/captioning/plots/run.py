@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captioning.data.coco import load_captions
+from captioning.data.coco import load_captions, references_of
 from captioning.decode.beam import beam_search
-from captioning.evaluate.run import load_predictions, references_of
+from captioning.evaluate.run import load_predictions
 from captioning.features.store import FeatureStore
 from captioning.hf.artifact import is_hf_model
 from captioning.models.artifact import load_model

@@ -5,7 +5,6 @@ left-right; each epoch shows each image or its mirror, drawn from the seed and t
 resumed epoch sees the same)."""
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from captioning.data.coco import load_captions
+from captioning.data.coco import load_captions, references_of
 from captioning.features.store import FeatureStore
 from captioning.models.attached_encoder import ImageRows, encode_images
 from captioning.models.decoders import ImageFeatures
@@ -74,13 +73,6 @@ class SplitData:
         feats = self.features(images, device, zero, need_grid, encoder)
         feats.index = torch.from_numpy(index.reshape(-1)).to(device)
         return feats if shared else feats.per_caption()
-
-
-def references_of(coco: dict) -> dict[int, list[str]]:
-    refs = defaultdict(list)
-    for ann in coco["annotations"]:
-        refs[ann["image_id"]].append(ann["caption"])
-    return dict(refs)
 
 
 def load_split(features_dir: Path, subset_json: Path, vocab: Vocabulary) -> tuple[SplitData, FeatureStore]:
