@@ -5,14 +5,13 @@ it as they load any Hub model; captioning.json says it is ours (the preprocessin
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from captioning.hf.pretrained import prepare_special_tokens, require_transformers
-from captioning.io import InputError, atomic_write_json, read_json
+from captioning.io import InputError, atomic_dir, atomic_write_json, read_json
 from captioning.models.encoders import EncoderSpec
 
 DECODER_NAME = "vit_gpt2"
@@ -37,19 +36,15 @@ def is_hf_model(model_dir: str | Path) -> bool:
 def save_hf_model(m: HfCaptionModel, out_dir: str | Path) -> None:
     """Written beside `out_dir` and moved there whole, so a killed save leaves no half model."""
     transformers = require_transformers()
-    out_dir = Path(out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    m.model.save_pretrained(str(staging), safe_serialization=True)
-    m.tokenizer.save_pretrained(str(staging))
     size = m.spec.input_size
-    transformers.ViTImageProcessor(size={"height": size, "width": size}, image_mean=list(m.spec.mean),
-                                   image_std=list(m.spec.std)).save_pretrained(str(staging))
-    atomic_write_json(staging / OURS, {"format_version": FORMAT_VERSION, "decoder": DECODER_NAME,
-                                       "image": {"input_size": size, "mean": list(m.spec.mean),
-                                                 "std": list(m.spec.std)}, **m.extra})
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    with atomic_dir(out_dir) as staging:
+        m.model.save_pretrained(str(staging), safe_serialization=True)
+        m.tokenizer.save_pretrained(str(staging))
+        transformers.ViTImageProcessor(size={"height": size, "width": size}, image_mean=list(m.spec.mean),
+                                       image_std=list(m.spec.std)).save_pretrained(str(staging))
+        atomic_write_json(staging / OURS, {"format_version": FORMAT_VERSION, "decoder": DECODER_NAME,
+                                           "image": {"input_size": size, "mean": list(m.spec.mean),
+                                                     "std": list(m.spec.std)}, **m.extra})
 
 
 def load_hf_model(model_dir: str | Path, device: str | torch.device = "cpu") -> HfCaptionModel:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from captioning.io import atomic_write_json, read_json
+from captioning.io import atomic_dir, atomic_write_json, read_json
 from captioning.models.artifact import DECODING
 from captioning.params import DecodeParams
 
@@ -20,11 +20,7 @@ def export_model(model_dir: Path, metrics_json: Path, out_dir: Path, decode: Dec
                 "length_penalty": decode.length_penalty,
                 "evaluated_on": {"split": metrics.get("split"), "images": metrics.get("images"),
                                  **{k: metrics[k] for k in SCORES if k in metrics}}}
-    out_dir = Path(out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(model_dir, staging)
-    atomic_write_json(staging / DECODING, decoding)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    with atomic_dir(out_dir) as staging:
+        shutil.copytree(model_dir, staging, dirs_exist_ok=True)
+        atomic_write_json(staging / DECODING, decoding)
     return decoding
