@@ -82,3 +82,35 @@ def test_image_grouped_batches_keep_an_images_captions_together_and_cover_every_
     assert all(np.array_equal(a, b) for a, b in zip(batches, again))              # a resumed run sees the same order
     other = image_grouped_batches(pairs, batch_size=20, seed=3, epoch=2)
     assert not all(np.array_equal(a, b) for a, b in zip(batches, other))
+
+
+def test_each_decoder_name_is_its_own_model():
+    assert len(set(DECODERS.values())) == len(DECODERS)
+
+
+def _two_images_states(name: str, steps: int):
+    torch.manual_seed(0)
+    config = DecoderConfig(vocab_size=VOCAB, pooled_dim=12, embed_dim=8, hidden_dim=16, num_layers=2, dropout=0.0)
+    decoder = DECODERS[name](config).eval()
+    images = ImageFeatures(torch.randn(2, 12))
+    with torch.no_grad():
+        state = decoder.init_state(images)
+        tokens, logits = torch.tensor([START, START]), None
+        for _ in range(steps):
+            logits, state, _ = decoder.step(tokens, state)
+            tokens = torch.tensor([5, 5])
+    return decoder, state, logits
+
+
+def test_lstm_starts_every_layer_from_the_image_and_reads_only_words():
+    decoder, state, _ = _two_images_states("lstm", steps=0)
+    assert decoder.lstm.input_size == decoder.config.embed_dim           # no image input step
+    for key in ("h", "c"):
+        assert state[key].shape == (2, 2, 16)
+        assert not torch.allclose(state[key][0], state[key][1])             # each image its own start, every layer
+
+
+def test_merge_keeps_the_image_out_of_the_recurrence():
+    _, state, logits = _two_images_states("merge", steps=3)
+    torch.testing.assert_close(state["h"][0], state["h"][1])               # same words: same language state
+    assert not torch.allclose(logits[0], logits[1])                        # the image changes the next word

@@ -19,7 +19,7 @@ EncoderName = Literal[
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "inception_v3",
 ]
 DecoderName = Literal[
-    "show_tell", "lstm", "gru_init", "soft_attention", "bahdanau_gated", "top_down", "transformer", "vit_gpt2",
+    "show_tell", "lstm", "gru_init", "merge", "soft_attention", "bahdanau_gated", "top_down", "transformer", "vit_gpt2",
 ]
 
 
@@ -101,7 +101,13 @@ class TrainParams(Section):
     zero_features: bool = Field(False, description="train and decode on zeroed image features (the honesty check)")
     finetune_encoder: bool = Field(False, description=(
         "train the encoder with the decoder, end to end from the resized images (no cached features)"))
-    encoder_lr: float = Field(1e-4, gt=0, description="learning rate of the encoder when finetune_encoder is on")
+    finetune_epochs: int = Field(0, ge=0, description=(
+        "epochs after the cross-entropy ones that train the encoder's last finetune_blocks stages with the decoder, "
+        "from the best cross-entropy model and the resized images, at encoder_lr (constant); 0 = none"))
+    finetune_blocks: Optional[int] = Field(None, ge=1, description=(
+        "how many of the encoder's last stages train (EfficientNet: 9 = stem, 7 block stages, head); null = all"))
+    encoder_lr: float = Field(1e-4, gt=0, description=(
+        "learning rate of the encoder under finetune_encoder; of encoder and decoder in the finetune_epochs"))
     scheduled_sampling: float = Field(0.0, ge=0, le=1, description=(
         "largest probability of feeding the model its own sampled word instead of the reference's; "
         "ramps up linearly over the cross-entropy epochs; 0 = teacher forcing only"))
@@ -117,10 +123,17 @@ class TrainParams(Section):
     def _vit_gpt2_options(self) -> "TrainParams":
         """vit_gpt2 fine-tunes a pretrained model from the images: no SCST, scheduled sampling or zeroed features."""
         if self.decoder == "vit_gpt2":
-            for key in ("scst_epochs", "scheduled_sampling", "zero_features"):
+            for key in ("scst_epochs", "scheduled_sampling", "zero_features", "finetune_epochs"):
                 if getattr(self, key):
                     raise ValueError(f"train.{key} = {getattr(self, key)!r}: not available with train.decoder = "
                                      "'vit_gpt2'; set it back to its default")
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_to_finetune(self) -> "TrainParams":
+        if self.finetune_encoder and self.finetune_epochs:
+            raise ValueError("train.finetune_encoder and train.finetune_epochs: choose one (end to end from the first "
+                             "epoch, or fine-tuning epochs after the cross-entropy ones)")
         return self
 
     @property

@@ -4,8 +4,12 @@ end to end from the resized images).
 Cached features cannot be used when the encoder changes every step: each batch's images are decoded,
 preprocessed and passed through the encoder with gradients. The encoder becomes part of the model
 (the decoder's `image_encoder` submodule), so checkpoints, the kept best model and the artifact carry
-it, and the decode stage and `caption predict` compute features with it. BatchNorm statistics stay
-as they are (the encoder runs in eval mode), as fine-tuning with small batches needs.
+it, and the decode stage and `caption predict` compute features with it. A pretrained encoder's BatchNorm
+statistics stay as they are (it runs in eval mode), as fine-tuning with small batches needs; an encoder
+trained from scratch (`features.weights: none`) has no statistics to keep, so its BatchNorm learns them.
+
+With `train.finetune_epochs` the encoder is attached frozen: the cross-entropy epochs read the cached
+features (the same numbers, far faster), and only the fine-tuning epochs unfreeze its last stages.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from torch import nn
 
 from captioning.io import InputError
 from captioning.models.decoders import Decoder, ImageFeatures
-from captioning.models.encoders import EncoderSpec, build_encoder
+from captioning.models.encoders import EncoderSpec, build_encoder, encoder_stages
 
 ENCODER_MODULE = "image_encoder"
 
@@ -47,8 +51,32 @@ def attach_encoder(decoder: Decoder, name: str, weights: str, trainable: bool = 
     spec, encoder = build_encoder(name, weights)
     for p in encoder.parameters():
         p.requires_grad_(trainable)
+    encoder.from_scratch = weights == "none" and trainable
     decoder.add_module(ENCODER_MODULE, encoder)
     return spec
+
+
+def tunable_parameters(decoder: nn.Module, blocks: Optional[int]) -> list[nn.Parameter]:
+    """The parameters of the attached encoder's last `blocks` stages (None = all of them)."""
+    encoder = image_encoder(decoder)
+    if encoder is None:
+        return []
+    stages = encoder_stages(encoder)
+    chosen = stages if blocks is None else stages[-blocks:]
+    return [q for stage in chosen for q in stage.parameters()]
+
+
+def unfreeze(decoder: nn.Module, blocks: Optional[int]) -> None:
+    for q in tunable_parameters(decoder, blocks):
+        q.requires_grad_(True)
+
+
+def active_encoder(decoder: nn.Module) -> Optional[nn.Module]:
+    """The attached encoder while it trains (features come from the images), else None (cached features)."""
+    encoder = image_encoder(decoder)
+    if encoder is None or not any(q.requires_grad for q in encoder.parameters()):
+        return None
+    return encoder
 
 
 def image_encoder(decoder: nn.Module) -> Optional[nn.Module]:
@@ -58,7 +86,7 @@ def image_encoder(decoder: nn.Module) -> Optional[nn.Module]:
 def keep_encoder_frozen_statistics(decoder: nn.Module) -> None:
     """After `decoder.train()`: the encoder's BatchNorm keeps its running statistics."""
     encoder = image_encoder(decoder)
-    if encoder is not None:
+    if encoder is not None and not getattr(encoder, "from_scratch", False):
         encoder.eval()
 
 

@@ -152,6 +152,20 @@ ENCODERS: dict[str, EncoderSpec] = {
 }
 
 
+def encoder_stages(encoder: FeatureMapEncoder) -> list[nn.Module]:
+    """The encoder's stages from input to output (stem, each block stage, head): what `train.finetune_blocks`
+    counts from the end. EfficientNet: stem, its 7 block stages, head (conv_head + bn2); the torchvision trunks:
+    each child that holds weights (ResNet: conv1, bn1, layer1..4; DenseNet: its dense blocks and transitions)."""
+    backbone = encoder.backbone
+    if isinstance(backbone, _TimmFeatures):
+        m = backbone.model
+        return [nn.ModuleList([m.conv_stem, m.bn1]), *m.blocks, nn.ModuleList([m.conv_head, m.bn2])]
+    children = list(backbone.children())
+    if len(children) == 2 and isinstance(children[0], nn.Sequential):     # DenseNet: (features, ReLU)
+        children = list(children[0].children())
+    return [c for c in children if any(True for _ in c.parameters())]
+
+
 def encoder_spec(name: str) -> EncoderSpec:
     if name not in ENCODERS:
         raise InputError(f"features.encoder = {name!r}: unknown; choose one of {sorted(ENCODERS)}")

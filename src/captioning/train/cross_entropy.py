@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from captioning.models.attached_encoder import image_encoder, keep_encoder_frozen_statistics
+from captioning.models.attached_encoder import active_encoder, keep_encoder_frozen_statistics
 from captioning.models.decoders import Decoder
 from captioning.params import TrainParams
 from captioning.text.vocabulary import Vocabulary
@@ -37,7 +37,7 @@ def validation_loss(decoder: Decoder, data: SplitData, p: TrainParams, device, a
         idx = np.arange(start, min(start + 512, len(data.pairs)))
         tokens = torch.from_numpy(data.pairs.tokens[idx]).to(device)
         feats = data.caption_features(data.pairs.rows[idx], device, p.zero_features, decoder.needs_grid,
-                                      decoder.shares_image_work, image_encoder(decoder))
+                                      decoder.shares_image_work, active_encoder(decoder))
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = decoder(feats, tokens[:, :-1])
         mask = tokens[:, 1:] != 0
@@ -50,6 +50,7 @@ def validation_loss(decoder: Decoder, data: SplitData, p: TrainParams, device, a
 class CrossEntropyPhase:
     name, label = "xe", "cross-entropy"
     settings = ""      # its parameters are part of the run's fingerprint
+    scheduled = True   # the learning-rate schedule advances with each step
 
     def __init__(self, model: nn.Module, decoder: Decoder, train: SplitData, val: SplitData, vocab: Vocabulary,
                  p: TrainParams, seed: int, device: torch.device, optimisation: Optimisation, amp_dtype):
@@ -78,10 +79,10 @@ class CrossEntropyPhase:
         n_tokens = max(int((train.pairs.tokens[idx, 1:length] != self.vocab.pad_id).sum()), 1)
         mine = distributed.shard(idx)
         tokens = torch.from_numpy(train.pairs.tokens[mine, :length]).to(self.device)
-        feats = train.caption_features(train.pairs.rows[mine], self.device, p.zero_features, decoder.needs_grid,
-                                       decoder.shares_image_work, image_encoder(decoder))
-        sampling = sampling_probability(p.scheduled_sampling, epoch, p.epochs)
+        sampling = self.sampling(epoch)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            feats = train.caption_features(train.pairs.rows[mine], self.device, p.zero_features, decoder.needs_grid,
+                                           decoder.shares_image_work, active_encoder(decoder))   # encoder in bf16 too
             if sampling:
                 logits = scheduled_sampling_logits(decoder, feats, tokens[:, :-1], sampling)
             else:
@@ -90,8 +91,12 @@ class CrossEntropyPhase:
             loss = loss * (self.world / n_tokens)
             loss = loss + (0.0 if sampling else decoder.auxiliary_loss())
         self.optimisation.update(loss)
-        self.optimisation.scheduler.step()
+        if self.scheduled:
+            self.optimisation.scheduler.step()
         return {"loss": distributed.global_mean(float(loss.detach()))}
+
+    def sampling(self, epoch: int) -> float:
+        return sampling_probability(self.p.scheduled_sampling, epoch, self.p.epochs)
 
     def validate(self, epoch: int) -> Validation:
         p = self.p
@@ -99,5 +104,5 @@ class CrossEntropyPhase:
         scores = greedy_scores(self.decoder, self.val, p.zero_features, self.device, self.vocab)
         log = {"val_loss": round(val_loss, 5), "val_perplexity": round(math.exp(min(val_loss, 50)), 4),
                "val_bleu_4": round(scores["bleu_4"], 5), "val_cider": round(scores["cider"], 5),
-               "sampling": sampling_probability(p.scheduled_sampling, epoch, p.epochs)}
+               "sampling": self.sampling(epoch)}
         return Validation(scores["cider"] if p.select == "cider" else -val_loss, log)

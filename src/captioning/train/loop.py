@@ -1,5 +1,6 @@
-"""Training a CNN-RNN decoder: the cross-entropy phase, then (train.scst_epochs > 0) the self-critical
-phase, both under the shared epoch driver (resume, checkpoints, validation, the kept epoch, patience)."""
+"""Training a CNN-RNN decoder: the cross-entropy phase, then (train.finetune_epochs > 0) fine-tuning with the
+encoder's last stages, then (train.scst_epochs > 0) the self-critical phase, all under the shared epoch
+driver (resume, checkpoints, validation, the kept epoch, patience)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Optional
 import torch
 
 from captioning.io import InputError
-from captioning.models.attached_encoder import image_encoder
+from captioning.models.attached_encoder import image_encoder, tunable_parameters
 from captioning.models.decoders import Decoder
 from captioning.params import TrainParams
 from captioning.text.vocabulary import Vocabulary
@@ -16,6 +17,7 @@ from captioning.train import distributed
 from captioning.train.cross_entropy import CrossEntropyPhase, caption_batches
 from captioning.train.device import autocast_dtype
 from captioning.train.driver import EpochDriver, Optimisation, RunLog, TrainResult, make_scheduler
+from captioning.train.finetune import FineTuningPhase
 from captioning.train.scst import SelfCriticalPhase
 from captioning.train.split_data import SplitData
 
@@ -31,18 +33,19 @@ def check_single_process(decoder: Decoder, p: TrainParams) -> None:
         raise InputError(f"train.scheduled_sampling = {p.scheduled_sampling}: runs in one process only; "
                          "set it to 0 under torchrun")
     if image_encoder(decoder) is not None:
-        raise InputError("train.finetune_encoder: end-to-end training runs in one process; "
-                         "set it to false under torchrun")
+        raise InputError("train.finetune_encoder / train.finetune_epochs: training the encoder runs in one process; "
+                         "turn them off under torchrun")
 
 
 def parameter_groups(decoder: Decoder, p: TrainParams) -> list[dict]:
-    """The decoder at train.lr; a trainable encoder (train.finetune_encoder) at train.encoder_lr."""
+    """The decoder at train.lr; the encoder stages that train (now, or in the fine-tuning epochs) at
+    train.encoder_lr. Frozen parameters have no gradient, so the optimizer skips them until they thaw."""
     encoder = image_encoder(decoder)
-    encoder_params = [] if encoder is None else [q for q in encoder.parameters() if q.requires_grad]
-    mine = {id(q) for q in encoder_params}
-    groups = [{"params": [q for q in decoder.parameters() if id(q) not in mine and q.requires_grad], "lr": p.lr}]
-    if encoder_params:
-        groups.append({"params": encoder_params, "lr": p.encoder_lr})
+    encoder_ids = set() if encoder is None else {id(q) for q in encoder.parameters()}
+    tuned = tunable_parameters(decoder, p.finetune_blocks) if (p.finetune_encoder or p.finetune_epochs) else []
+    groups = [{"params": [q for q in decoder.parameters() if id(q) not in encoder_ids], "lr": p.lr}]
+    if tuned:
+        groups.append({"params": tuned, "lr": p.encoder_lr})
     return groups
 
 
@@ -59,6 +62,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
                                 torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),  # bf16 needs none
                                 p.grad_clip, decoder)
     phases = [CrossEntropyPhase(model, decoder, train, val, vocab, p, seed, device, optimisation, amp_dtype),
+              FineTuningPhase(model, decoder, train, val, vocab, p, seed, device, optimisation, amp_dtype),
               SelfCriticalPhase(decoder, train, val, vocab, p, seed, device, optimisation, amp_dtype)]
     driver = EpochDriver(decoder, optimisation, state_dir, run_fingerprint, p.patience, p.checkpoint_every,
                          distributed.is_main(), log)

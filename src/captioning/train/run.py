@@ -7,7 +7,7 @@ import torch
 
 from captioning.io import atomic_write_json
 from captioning.models.artifact import CaptionModel, save_model
-from captioning.models.attached_encoder import ImageRows, attach_encoder
+from captioning.models.attached_encoder import ImageRows, attach_encoder, image_encoder, unfreeze
 from captioning.models.decoders import DecoderConfig, build_decoder
 from captioning.params import Params
 from captioning.text.vocabulary import Vocabulary
@@ -36,8 +36,11 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
                            grid_channels=int(meta["grid_shape"][-1]),
                            embed_dim=p.embed_dim, hidden_dim=p.hidden_dim, num_layers=p.num_layers, dropout=p.dropout)
     decoder = build_decoder(p.decoder, config)
-    if p.finetune_encoder:       # end to end: the encoder trains too, from the images of the same rows
-        spec = attach_encoder(decoder, meta["encoder"], meta["weights"])
+    if p.finetune_encoder or p.finetune_epochs:   # the encoder trains too, from the images of the same rows
+        spec = attach_encoder(decoder, meta["encoder"], meta["weights"], trainable=False)
+        if p.finetune_encoder:                     # from the first epoch (else when the fine-tuning epochs begin)
+            unfreeze(decoder, p.finetune_blocks)
+            image_encoder(decoder).from_scratch = meta["weights"] == "none"
         train.images = ImageRows(images_dir / "train", train.ids, spec)
         val.images = ImageRows(images_dir / "val", val.ids, spec)
     device = distributed.init(p.device) or pick_device(p.device)   # under torchrun: this rank's device
@@ -52,7 +55,7 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
         return {}
     decoder.load_state_dict(result.best_state)
     encoder = {"name": meta["encoder"], "weights": meta["weights"], "pooled_dim": int(meta["pooled_dim"]),
-               "grid_shape": list(meta["grid_shape"]), "finetuned": p.finetune_encoder}
+               "grid_shape": list(meta["grid_shape"]), "finetuned": p.finetune_encoder or p.finetune_epochs > 0}
     summary = training_summary(result, device, autocast_dtype(device, p.precision), len(train.pairs),
                                sum(x.numel() for x in decoder.parameters()), scst_epochs=p.scst_epochs)
     save_model(CaptionModel(p.decoder, decoder, vocab, encoder,

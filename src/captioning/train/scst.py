@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from captioning.models.attached_encoder import image_encoder, keep_encoder_frozen_statistics
+from captioning.models.attached_encoder import active_encoder, keep_encoder_frozen_statistics
 from captioning.models.decoders import Decoder, ImageFeatures
 from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
@@ -124,7 +124,7 @@ class SelfCriticalPhase:
 
     def step(self, idx: np.ndarray, epoch: int) -> dict[str, float]:
         p, decoder = self.p, self.decoder
-        feats = self.train.features(idx, self.device, p.zero_features, decoder.needs_grid, image_encoder(decoder))
+        feats = self.train.features(idx, self.device, p.zero_features, decoder.needs_grid, active_encoder(decoder))
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             loss, reward = scst_loss(decoder, feats, [self.train.ids[r] for r in idx], self.rewarder, self.vocab,
                                      p.scst_samples, self.vocab.max_length)

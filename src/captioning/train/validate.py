@@ -15,7 +15,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
 from captioning.decode.beam import beam_search
-from captioning.models.attached_encoder import image_encoder
+from captioning.models.attached_encoder import active_encoder
 from captioning.text.tokenizer import tokenize
 
 
@@ -46,7 +46,7 @@ def greedy_scores(decoder, data, zero_features: bool, device, vocab, batch_size:
     """Greedy captions of every image of `data` (a SplitData) scored against its references: BLEU-4, CIDEr-D."""
     decoder.eval()
     rows = np.arange(len(data.ids))
-    encoder = image_encoder(decoder)
+    encoder = active_encoder(decoder)
     batches = ((np.asarray(data.ids)[rows[s:s + batch_size]],
                 data.features(rows[s:s + batch_size], device, zero_features, decoder.needs_grid, encoder))
                for s in range(0, len(rows), batch_size))

@@ -1,7 +1,4 @@
-"""Show and Tell (Vinyals et al. 2015): the image vector is the LSTM's first input.
-
-Also the `lstm` family: the same model with `num_layers` stacked layers (the Inception-v3 report).
-"""
+"""Show and Tell (Vinyals et al. 2015): the image vector is the LSTM's first input (the course report's model)."""
 from __future__ import annotations
 
 import torch

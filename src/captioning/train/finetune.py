@@ -1,0 +1,51 @@
+"""Fine-tuning epochs (`train.finetune_epochs`): after the cross-entropy epochs, the best cross-entropy model
+trains on with the encoder's last `train.finetune_blocks` stages unfrozen, from the resized images, at the
+constant `train.encoder_lr` for encoder and decoder (the ResNet-18 report fine-tunes its CNN with the
+decoder). Same loss and validation as the cross-entropy phase; kept only if validation improves."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from captioning.models.attached_encoder import unfreeze
+from captioning.models.decoders import Decoder
+from captioning.params import TrainParams
+from captioning.text.vocabulary import Vocabulary
+from captioning.train.checkpoint import fingerprint
+from captioning.train.cross_entropy import CrossEntropyPhase
+from captioning.train.driver import Optimisation, RunState
+from captioning.train.split_data import SplitData
+
+FIELDS = {"finetune_blocks", "encoder_lr"}
+
+
+class FineTuningPhase(CrossEntropyPhase):
+    name, label = "finetune", "fine-tuning"
+    scheduled = False
+
+    def __init__(self, model: nn.Module, decoder: Decoder, train: SplitData, val: SplitData, vocab: Vocabulary,
+                 p: TrainParams, seed: int, device: torch.device, optimisation: Optimisation, amp_dtype):
+        super().__init__(model, decoder, train, val, vocab, p, seed, device, optimisation, amp_dtype)
+        self.epochs = p.finetune_epochs
+        self.settings = fingerprint(p.model_dump(include=FIELDS))
+
+    def start(self, state: RunState) -> None:
+        result = state.result
+        self.decoder.load_state_dict(result.best_state)
+        self.optimisation.optimizer.state.clear()
+        for group in self.optimisation.optimizer.param_groups:
+            group["lr"] = self.p.encoder_lr
+        best = result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
+        by_cider = self.p.select == "cider"
+        state.best_score = best.get("val_cider", -math.inf) if by_cider else -best.get("val_loss", math.inf)
+        state.stale = 0
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        unfreeze(self.decoder, self.p.finetune_blocks)     # also when resumed inside this phase
+        return super().epoch_batches(epoch)
+
+    def sampling(self, epoch: int) -> float:
+        return 0.0
