@@ -110,6 +110,18 @@ def make_scheduler(optimizer, schedule: str, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
 
 
+def restart_from_best(model: nn.Module, optimisation: Optimisation, state: RunState, lr: float) -> dict:
+    """A later phase begins from the kept model, with a fresh optimizer state at its own constant rate;
+    returns the kept epoch's log entry (empty if none was kept)."""
+    result = state.result
+    model.load_state_dict(result.best_state)
+    optimisation.optimizer.state.clear()
+    for group in optimisation.optimizer.param_groups:
+        group["lr"] = lr
+    state.stale = 0
+    return result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
+
+
 def phase_starts(phases: list[Phase]) -> list[int]:
     """The global epoch number each phase begins at."""
     return [sum(p.epochs for p in phases[:i]) for i in range(len(phases))]

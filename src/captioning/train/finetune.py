@@ -16,7 +16,7 @@ from captioning.params import TrainParams
 from captioning.text.vocabulary import Vocabulary
 from captioning.train.checkpoint import fingerprint
 from captioning.train.cross_entropy import CrossEntropyPhase
-from captioning.train.driver import Optimisation, RunState
+from captioning.train.driver import Optimisation, RunState, restart_from_best
 from captioning.train.split_data import SplitData
 
 FIELDS = {"finetune_blocks", "encoder_lr"}
@@ -33,15 +33,9 @@ class FineTuningPhase(CrossEntropyPhase):
         self.settings = fingerprint(p.model_dump(include=FIELDS))
 
     def start(self, state: RunState) -> None:
-        result = state.result
-        self.decoder.load_state_dict(result.best_state)
-        self.optimisation.optimizer.state.clear()
-        for group in self.optimisation.optimizer.param_groups:
-            group["lr"] = self.p.encoder_lr
-        best = result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
+        best = restart_from_best(self.decoder, self.optimisation, state, self.p.encoder_lr)
         by_cider = self.p.select == "cider"
         state.best_score = best.get("val_cider", -math.inf) if by_cider else -best.get("val_loss", math.inf)
-        state.stale = 0
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         unfreeze(self.decoder, self.p.finetune_blocks)     # also when resumed inside this phase

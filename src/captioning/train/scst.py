@@ -24,7 +24,7 @@ from captioning.text.vocabulary import Vocabulary
 from captioning.train.captions import image_batches
 from captioning.train.checkpoint import fingerprint
 from captioning.train.cider_reward import CiderD
-from captioning.train.driver import Optimisation, RunState, Validation
+from captioning.train.driver import Optimisation, RunState, Validation, restart_from_best
 from captioning.train.split_data import SplitData
 from captioning.train.validate import greedy_scores
 
@@ -104,13 +104,8 @@ class SelfCriticalPhase:
         self.rewarder: CiderD | None = None
 
     def start(self, state: RunState) -> None:
-        result = state.result
-        self.decoder.load_state_dict(result.best_state)
-        self.optimisation.optimizer.state.clear()
-        for group in self.optimisation.optimizer.param_groups:
-            group["lr"] = self.p.scst_lr
-        best = result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
-        state.best_score, state.stale = best.get("val_cider", -math.inf), 0
+        best = restart_from_best(self.decoder, self.optimisation, state, self.p.scst_lr)
+        state.best_score = best.get("val_cider", -math.inf)
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         if self.rewarder is None:
