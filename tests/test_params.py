@@ -15,6 +15,13 @@ def test_project_params_yaml_is_valid():
     assert p.data.source == "synthetic" and p.train.decoder == "show_tell"
 
 
+def test_params_yaml_lists_every_parameter_so_dvc_can_set_it():
+    """`dvc exp run -S train.x=1` fails for a key missing from params.yaml ("not in struct")."""
+    written = {".".join(path) for path, _ in _leaves(yaml.safe_load((ROOT / "params.yaml").read_text()))}
+    known = {".".join(path) for path, _ in _leaves(parse_params({}).model_dump())}
+    assert known - written == set()
+
+
 @pytest.mark.parametrize("raw, words", [
     ({"data": {"source": "imagenet"}}, ["data.source", "imagenet", "synthetic", "coco2017"]),
     ({"train": {"epochs": -1}}, ["train.epochs", "-1", "greater than or equal to 1"]),
