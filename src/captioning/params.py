@@ -108,9 +108,6 @@ class TrainParams(Section):
         "how many of the encoder's last stages train (EfficientNet: 9 = stem, 7 block stages, head); null = all"))
     encoder_lr: float = Field(1e-4, gt=0, description=(
         "learning rate of the encoder under finetune_encoder; of encoder and decoder in the finetune_epochs"))
-    scheduled_sampling: float = Field(0.0, ge=0, le=1, description=(
-        "largest probability of feeding the model its own sampled word instead of the reference's; "
-        "ramps up linearly over the cross-entropy epochs; 0 = teacher forcing only"))
     scst_epochs: int = Field(0, ge=0, description=(
         "self-critical epochs on CIDEr-D after the cross-entropy epochs; 0 = none"))
     scst_lr: float = Field(5e-5, gt=0, description="constant learning rate of the self-critical epochs")
@@ -121,9 +118,9 @@ class TrainParams(Section):
 
     @model_validator(mode="after")
     def _vit_gpt2_options(self) -> "TrainParams":
-        """vit_gpt2 fine-tunes a pretrained model from the images: no SCST, scheduled sampling or zeroed features."""
+        """vit_gpt2 fine-tunes a pretrained model from the images: no SCST, fine-tuning epochs or zeroed features."""
         if self.decoder == "vit_gpt2":
-            for key in ("scst_epochs", "scheduled_sampling", "zero_features", "finetune_epochs"):
+            for key in ("scst_epochs", "zero_features", "finetune_epochs"):
                 if getattr(self, key):
                     raise ValueError(f"train.{key} = {getattr(self, key)!r}: not available with train.decoder = "
                                      "'vit_gpt2'; set it back to its default")

@@ -1,4 +1,4 @@
-"""The cross-entropy phase: teacher forcing (or scheduled sampling), one Adam step per batch of captions,
+"""The cross-entropy phase: teacher forcing, one Adam step per batch of captions,
 validated by the teacher-forced loss and greedy captions scored with the toolkit's BLEU and CIDEr-D."""
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from captioning.text.vocabulary import Vocabulary
 from captioning.train import distributed
 from captioning.train.captions import epoch_batches, image_grouped_batches
 from captioning.train.driver import Optimisation, RunState, Validation
-from captioning.train.scheduled_sampling import sampling_probability, scheduled_sampling_logits
 from captioning.train.split_data import SplitData
 from captioning.train.validate import greedy_scores
 
@@ -79,30 +78,22 @@ class CrossEntropyPhase:
         n_tokens = max(int((train.pairs.tokens[idx, 1:length] != self.vocab.pad_id).sum()), 1)
         mine = distributed.shard(idx)
         tokens = torch.from_numpy(train.pairs.tokens[mine, :length]).to(self.device)
-        sampling = self.sampling(epoch)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             feats = train.caption_features(train.pairs.rows[mine], self.device, p.zero_features, decoder.needs_grid,
                                            decoder.shares_image_work, active_encoder(decoder))   # encoder in bf16 too
-            if sampling:
-                logits = scheduled_sampling_logits(decoder, feats, tokens[:, :-1], sampling)
-            else:
-                logits = self.model(feats, tokens[:, :-1])
+            logits = self.model(feats, tokens[:, :-1])
             loss = self.summed(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
             loss = loss * (self.world / n_tokens)
-            loss = loss + (0.0 if sampling else decoder.auxiliary_loss())
+            loss = loss + decoder.auxiliary_loss()
         self.optimisation.update(loss)
         if self.scheduled:
             self.optimisation.scheduler.step()
         return {"loss": distributed.global_mean(float(loss.detach()))}
-
-    def sampling(self, epoch: int) -> float:
-        return sampling_probability(self.p.scheduled_sampling, epoch, self.p.epochs)
 
     def validate(self, epoch: int) -> Validation:
         p = self.p
         val_loss = validation_loss(self.decoder, self.val, p, self.device, self.amp_dtype)
         scores = greedy_scores(self.decoder, self.val, p.zero_features, self.device, self.vocab)
         log = {"val_loss": round(val_loss, 5), "val_perplexity": round(math.exp(min(val_loss, 50)), 4),
-               "val_bleu_4": round(scores["bleu_4"], 5), "val_cider": round(scores["cider"], 5),
-               "sampling": self.sampling(epoch)}
+               "val_bleu_4": round(scores["bleu_4"], 5), "val_cider": round(scores["cider"], 5)}
         return Validation(scores["cider"] if p.select == "cider" else -val_loss, log)

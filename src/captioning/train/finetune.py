@@ -40,6 +40,3 @@ class FineTuningPhase(CrossEntropyPhase):
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         unfreeze(self.decoder, self.p.finetune_blocks)     # also when resumed inside this phase
         return super().epoch_batches(epoch)
-
-    def sampling(self, epoch: int) -> float:
-        return 0.0

@@ -29,9 +29,6 @@ def check_single_process(decoder: Decoder, p: TrainParams) -> None:
     if p.scst_epochs:
         raise InputError("train.scst_epochs: self-critical training runs in one process; "
                          "train the cross-entropy epochs under torchrun, then the SCST epochs without it")
-    if p.scheduled_sampling:
-        raise InputError(f"train.scheduled_sampling = {p.scheduled_sampling}: runs in one process only; "
-                         "set it to 0 under torchrun")
     if image_encoder(decoder) is not None:
         raise InputError("train.finetune_encoder / train.finetune_epochs: training the encoder runs in one process; "
                          "turn them off under torchrun")

@@ -130,5 +130,5 @@ class SelfCriticalPhase:
         """Greedy CIDEr only: SCST does not optimise the likelihood, so its validation loss is not computed."""
         scores = greedy_scores(self.decoder, self.val, self.p.zero_features, self.device, self.vocab)
         log = {"val_loss": None, "val_perplexity": None, "val_bleu_4": round(scores["bleu_4"], 5),
-               "val_cider": round(scores["cider"], 5), "sampling": None}
+               "val_cider": round(scores["cider"], 5)}
         return Validation(scores["cider"], log)
