@@ -49,7 +49,7 @@ def test_finetuning_epochs_start_from_the_cross_entropy_model_and_train_only_the
     p = TrainParams(decoder="show_tell", epochs=2, finetune_epochs=1, finetune_blocks=1, encoder_lr=1e-3,
                     batch_size=12, lr=0.01, embed_dim=8, hidden_dim=16, dropout=0.0, select="loss")
     decoder = build_decoder("show_tell", DecoderConfig(len(vocab), 1280, 1280, 8, 16, 1, 0.0))
-    attach_encoder(decoder, "efficientnet_lite0", "none", trainable=False)
+    attach_encoder(decoder, "efficientnet_lite0", "none")
     image_encoder(decoder).load_state_dict(spec_encoder[1].state_dict())
     before = {k: v.clone() for k, v in image_encoder(decoder).state_dict().items()}
     reads = []
@@ -81,7 +81,7 @@ def test_an_encoder_trained_from_scratch_learns_its_batchnorm_statistics(tmp_pat
     p = TrainParams(decoder="merge", epochs=1, finetune_encoder=True, batch_size=8, lr=0.01, embed_dim=8,
                     hidden_dim=16, dropout=0.0, select="loss")
     decoder = build_decoder("merge", DecoderConfig(len(vocab), 1280, 1280, 8, 16, 1, 0.0))
-    attach_encoder(decoder, "efficientnet_lite0", "none")
+    attach_encoder(decoder, "efficientnet_lite0", "none", from_scratch=True)
     unfreeze(decoder, None)
     before = {k: v.clone() for k, v in image_encoder(decoder).state_dict().items() if k.endswith("running_mean")}
     train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), tmp_path / "state", "scratch")

@@ -74,7 +74,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Cap
                          "retrain with `dvc repro train` so they are saved together")
     decoder = build_decoder(config["decoder"], DecoderConfig(**config["decoder_config"]))
     if config["encoder"].get("finetuned"):      # its weights are in WEIGHTS: build it without downloading any
-        attach_encoder(decoder, config["encoder"]["name"], "none", trainable=False)
+        attach_encoder(decoder, config["encoder"]["name"], "none")
     try:
         decoder.load_state_dict(load_file(str(model_dir / WEIGHTS)))
     except RuntimeError as e:

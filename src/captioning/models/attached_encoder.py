@@ -46,12 +46,11 @@ class ImageRows:
         return torch.stack(images)
 
 
-def attach_encoder(decoder: Decoder, name: str, weights: str, trainable: bool = True) -> EncoderSpec:
-    """Make the encoder a submodule of the decoder (so one state dict holds both)."""
-    spec, encoder = build_encoder(name, weights)
-    for p in encoder.parameters():
-        p.requires_grad_(trainable)
-    encoder.from_scratch = weights == "none" and trainable
+def attach_encoder(decoder: Decoder, name: str, weights: str, from_scratch: bool = False) -> EncoderSpec:
+    """Make the encoder a submodule of the decoder (so one state dict holds both), frozen until `unfreeze`.
+    `from_scratch`: it trains from random weights, so its BatchNorm learns statistics instead of keeping them."""
+    spec, encoder = build_encoder(name, weights)      # frozen: no parameter requires a gradient
+    encoder.from_scratch = from_scratch
     decoder.add_module(ENCODER_MODULE, encoder)
     return spec
 
@@ -86,7 +85,7 @@ def image_encoder(decoder: nn.Module) -> Optional[nn.Module]:
 def keep_encoder_frozen_statistics(decoder: nn.Module) -> None:
     """After `decoder.train()`: the encoder's BatchNorm keeps its running statistics."""
     encoder = image_encoder(decoder)
-    if encoder is not None and not getattr(encoder, "from_scratch", False):
+    if encoder is not None and not encoder.from_scratch:
         encoder.eval()
 
 

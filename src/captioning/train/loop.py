@@ -39,7 +39,7 @@ def parameter_groups(decoder: Decoder, p: TrainParams) -> list[dict]:
     train.encoder_lr. Frozen parameters have no gradient, so the optimizer skips them until they thaw."""
     encoder = image_encoder(decoder)
     encoder_ids = set() if encoder is None else {id(q) for q in encoder.parameters()}
-    tuned = tunable_parameters(decoder, p.finetune_blocks) if (p.finetune_encoder or p.finetune_epochs) else []
+    tuned = tunable_parameters(decoder, p.finetune_blocks)       # none without an attached encoder
     groups = [{"params": [q for q in decoder.parameters() if id(q) not in encoder_ids], "lr": p.lr}]
     if tuned:
         groups.append({"params": tuned, "lr": p.encoder_lr})

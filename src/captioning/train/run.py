@@ -37,10 +37,10 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
                            embed_dim=p.embed_dim, hidden_dim=p.hidden_dim, num_layers=p.num_layers, dropout=p.dropout)
     decoder = build_decoder(p.decoder, config)
     if p.finetune_encoder or p.finetune_epochs:   # the encoder trains too, from the images of the same rows
-        spec = attach_encoder(decoder, meta["encoder"], meta["weights"], trainable=False)
+        spec = attach_encoder(decoder, meta["encoder"], meta["weights"],
+                              from_scratch=p.finetune_encoder and meta["weights"] == "none")
         if p.finetune_encoder:                     # from the first epoch (else when the fine-tuning epochs begin)
             unfreeze(decoder, p.finetune_blocks)
-            image_encoder(decoder).from_scratch = meta["weights"] == "none"
         train.images = ImageRows(images_dir / "train", train.ids, spec)
         val.images = ImageRows(images_dir / "val", val.ids, spec)
     device = distributed.init(p.device) or pick_device(p.device)   # under torchrun: this rank's device
@@ -55,7 +55,7 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
         return {}
     decoder.load_state_dict(result.best_state)
     encoder = {"name": meta["encoder"], "weights": meta["weights"], "pooled_dim": int(meta["pooled_dim"]),
-               "grid_shape": list(meta["grid_shape"]), "finetuned": p.finetune_encoder or p.finetune_epochs > 0}
+               "grid_shape": list(meta["grid_shape"]), "finetuned": image_encoder(decoder) is not None}
     summary = training_summary(result, device, autocast_dtype(device, p.precision), len(train.pairs),
                                sum(x.numel() for x in decoder.parameters()), scst_epochs=p.scst_epochs)
     save_model(CaptionModel(p.decoder, decoder, vocab, encoder,

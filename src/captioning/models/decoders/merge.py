@@ -15,6 +15,7 @@ from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeature
 
 class MergeDecoder(Decoder):
     shares_image_work = True     # batches of whole images: an encoder trained with it sees each image once an epoch
+
     def __init__(self, config: DecoderConfig):
         super().__init__(config)
         c = config
