@@ -19,8 +19,17 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-def run(cmd: list[str], cwd: Path) -> str:
+def project_env(cwd: Path) -> dict:
+    """The venv's commands first; a project copy runs its own src/ (as a user's clone does), not the
+    installed package's."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    if (Path(cwd) / "src" / "captioning").is_dir():
+        env["PYTHONPATH"] = str(Path(cwd).resolve() / "src")
+    return env
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = project_env(cwd)
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out.stdout + out.stderr

@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -49,9 +50,45 @@ def test_predict_folder_writes_coco_results(photos, tmp_path):
     out = run("predict", photos, tmp_path / "odd", "--model", model, "--out", tmp_path / "p.json", "--beam-size", "2")
     assert out.returncode == 0, out.stderr
     results = json.loads((tmp_path / "p.json").read_text())
-    assert len(results) == 22 and {r["image_id"] for r in results} >= {431848, "gray", "alpha"}
-    assert all(isinstance(r["caption"], str) for r in results)
+    assert len(results) == 22 and all(isinstance(r["caption"], str) for r in results)
+    assert {r["image_id"] for r in results if "image_id" in r} >= {431848, 139}
+    assert sorted(r["file_name"] for r in results if "image_id" not in r) == ["alpha.png", "gray.jpg"]
+    assert "2 of 22 rows have a file_name but no image_id" in out.stderr and "need integer image_ids" in out.stderr
     assert "broken.jpg\t(skipped:" in out.stdout and "1 of 23 images skipped" in out.stderr
+
+
+@pytest.mark.parametrize("name, image_id", [("COCO_val2014_000000391895.jpg", 391895), ("000000391895.jpg", 391895),
+                                            ("391895.png", 391895), ("COCO_train2014_000000000009.jpg", 9),
+                                            ("IMG_1234.jpg", None), ("1000268201_693b08cb0e.jpg", None),
+                                            ("holiday.jpg", None)])
+def test_coco_image_ids_come_from_coco_file_names_only(name, image_id):
+    from captioning.predict import coco_image_id
+
+    assert coco_image_id(Path(name)) == image_id
+
+
+def test_predict_out_loads_with_coco_load_res(photos, tmp_path):
+    from pycocotools.coco import COCO
+
+    from captioning.data.coco import write_captions
+
+    folder = tmp_path / "coco"
+    folder.mkdir()
+    names = {"COCO_val2014_000000391895.jpg": 391895, "000000431848.jpg": 431848, "42.jpg": 42}
+    for name in names:
+        shutil.copy(photos / "000000431848.jpg", folder / name)
+    out = run("predict", folder, "--model", make_model(tmp_path / "m", "show_tell"), "--out", tmp_path / "p.json")
+    assert out.returncode == 0, out.stderr
+    assert "image_id" not in out.stderr                                       # no rows without an id
+    rows = json.loads((tmp_path / "p.json").read_text())
+    assert all(set(r) == {"image_id", "caption"} for r in rows)
+    write_captions(tmp_path / "refs.json", [{"id": i, "file_name": n} for n, i in names.items()] +
+                   [{"id": 1, "file_name": "1.jpg"}], [{"id": 1, "image_id": 42, "caption": "a cat"}])
+    coco = COCO(str(tmp_path / "refs.json"))
+    results = coco.loadRes(str(tmp_path / "p.json"))
+    assert sorted(results.getImgIds()) == [42, 391895, 431848]
+    written = {r["image_id"]: r["caption"] for r in rows}
+    assert {i: results.imgToAnns[i][0]["caption"] for i in names.values()} == written
 
 
 def test_attention_maps_for_an_attention_model(photos, tmp_path):

@@ -71,7 +71,7 @@ def test_every_encoder_feeds_one_training_step(image_dir, tmp_path, encoder):
                             DecoderConfig(len(vocab), spec.pooled_dim, spec.pooled_dim, 8, 16, 1, 0.0))
     p = TrainParams(decoder="soft_attention", epochs=1, batch_size=4, embed_dim=8, hidden_dim=16)
     before = [x.detach().clone() for x in decoder.parameters()]
-    result = train_decoder(decoder, data, data, vocab, p, 0, torch.device("cpu"), tmp_path / "state", "x")
+    result = train_decoder(decoder, data, data, vocab, p, 0, torch.device("cpu"), tmp_path / "state", {"run": "x"})
     assert result.epochs_run == 1 and result.step_log[0][2] == "loss" and np.isfinite(result.step_log[0][3])
     assert any(not torch.equal(a, b) for a, b in zip(before, decoder.parameters()))
 

@@ -59,7 +59,7 @@ def test_finetuning_epochs_start_from_the_cross_entropy_model_and_train_only_the
     start = FineTuningPhase.start
     monkeypatch.setattr(FineTuningPhase, "start", lambda self, state: (reads_before_finetuning.append(len(reads)),
                                                                         start(self, state))[1])
-    result = train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), tmp_path / "state", "ft")
+    result = train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), tmp_path / "state", {"run": "ft"})
 
     assert [e["phase"] for e in result.epoch_log] == ["xe", "xe", "finetune"]
     assert result.epoch_log[2]["lr"] == 1e-3                      # the constant fine-tuning rate, not the schedule's
@@ -84,6 +84,6 @@ def test_an_encoder_trained_from_scratch_learns_its_batchnorm_statistics(tmp_pat
     attach_encoder(decoder, "efficientnet_lite0", "none", from_scratch=True)
     unfreeze(decoder, None)
     before = {k: v.clone() for k, v in image_encoder(decoder).state_dict().items() if k.endswith("running_mean")}
-    train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), tmp_path / "state", "scratch")
+    train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), tmp_path / "state", {"run": "scratch"})
     after = image_encoder(decoder).state_dict()
     assert any(not torch.equal(after[k], v) for k, v in before.items())

@@ -1,9 +1,7 @@
 """One real `dvc repro` of a tiny configuration, in a fresh git+DVC copy of the project."""
 import contextlib
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from dvc_project import create_project, run
+from dvc_project import create_project, project_env, run
 
 from captioning.features.store import GRID, IDS, META, POOLED, FeatureStore
 
@@ -89,8 +87,8 @@ def kill_tree(pid: int) -> None:
 
 
 def test_stage_killed_mid_write_leaves_nothing_partial_and_rerun_matches(project):
-    clean = lock_md5(project, "features", "data/features")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    clean = lock_md5(project, "features", "data/features/train")
+    env = project_env(project)
     proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "features"], cwd=project, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
@@ -114,22 +112,66 @@ def test_stage_killed_mid_write_leaves_nothing_partial_and_rerun_matches(project
     run(["dvc", "repro"], project)                             # reruns it (or restores it from DVC's cache)
     assert not [f for f in features.rglob(".*")], "temporaries left behind"
     assert "up to date" in run(["dvc", "status"], project).lower()   # the workspace matches dvc.lock ...
-    assert lock_md5(project, "features", "data/features") == clean     # ... which matches the clean run
+    assert lock_md5(project, "features", "data/features/train") == clean    # ... which matches the clean run
 
 
-def test_same_params_twice_give_bit_identical_model_predictions_and_metrics(project):
-    before = {f: (project / f).read_bytes() for f in ("models/model.safetensors", "data/predictions.json",
-                                                       "metrics/metrics.json", "metrics/per_image.csv")}
-    shutil.rmtree(project / "data" / "train_state")          # train again from scratch, not resume
-    for stage in ("train", "decode", "evaluate"):
-        run(["dvc", "repro", "-f", "-s", stage], project)
-    for f, data in before.items():
-        assert (project / f).read_bytes() == data, f"{f} differs between two runs with the same params"
+def train_from_empty_state(project: Path, out: Path) -> bytes:
+    """The train stage's command with a fresh state folder: what a run from scratch gives."""
+    run([sys.executable, "stages/train.py", "--state", str(out / "state"), "--out", str(out / "models"),
+         "--metrics", str(out / "train.json"), "--live", str(out / "live")], project)
+    return (out / "models" / "model.safetensors").read_bytes()
+
+
+def md5(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.md5(data).hexdigest()
+
+
+def test_training_from_scratch_twice_gives_a_bit_identical_model_folder(project, tmp_path):
+    """The whole `models` output, config.json included (no timings in it): DVC's hash is the same too."""
+    model = (project / "models" / "model.safetensors").read_bytes()
+    assert md5(train_from_empty_state(project, tmp_path)) == md5(model)
+    for file in (project / "models").iterdir():
+        assert (tmp_path / "models" / file.name).read_bytes() == file.read_bytes(), file.name
+
+
+def test_changed_training_code_starts_afresh(project):
+    commit_all(project, "before the code change")
+    before = (project / "models" / "model.safetensors").read_bytes()
+    loop = project / "src" / "captioning" / "train" / "loop.py"
+    original = loop.read_text()
+    loop.write_text(original + "\n# a change to the training code\n")
+    try:
+        log = run(["dvc", "exp", "run"], project)
+    finally:
+        loop.write_text(original)
+    assert "train" in stages_run(log), log[-2000:]
+    assert re.search(r"changed: [^)]*code", log) and "resuming" not in log, log[-3000:]
+    # a comment changes nothing the model computes: the fresh run gives the same bytes
+    assert (project / "models" / "model.safetensors").read_bytes() == before
+    run(["dvc", "exp", "run"], project)       # the original code again (train reruns, same model)
+
+
+def test_changed_features_retrain_from_scratch_never_resume_a_finished_run(project, tmp_path):
+    """After a finished run, experiments that change only the features (resize.image_size) each train from
+    scratch: their models differ, and each equals a run from an empty state."""
+    commit_all(project, "before the resize experiments")
+    models = []
+    for size in (80, 64):
+        log = run(["dvc", "exp", "run", "-S", f"resize.image_size={size}"], project)
+        assert {"resize", "features", "train"} <= stages_run(log), log[-2000:]
+        assert "resuming" not in log and re.search(r"changed: [^)]*features", log), log[-3000:]
+        model = (project / "models" / "model.safetensors").read_bytes()
+        assert md5(model) == md5(train_from_empty_state(project, tmp_path / str(size)))
+        models.append(md5(model))
+    assert models[0] != models[1]
+    run(["git", "checkout", "--", "params.yaml"], project)
+    run(["dvc", "repro"], project)               # back to the committed configuration for the tests below
 
 
 def test_exp_run_reruns_only_downstream_of_train(project):
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "repro"], project)
+    commit_all(project, "repro")
     log = run(["dvc", "exp", "run", "-S", "train.epochs=2"], project)
     assert stages_run(log) == {"train", "decode", "evaluate", "plot", "export"}, log[-2000:]
     shown = run(["dvc", "exp", "show", "--no-pager", "--md"], project)
@@ -196,7 +238,7 @@ def exp_table(project: Path, columns: str) -> list[dict]:
 def test_exp_show_lists_a_running_experiments_training_metrics(project):
     """DVCLive rewrites plots/dvclive/metrics.json while training, so another shell sees the run's epochs."""
     commit_all(project, "before the live run")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = project_env(project)
     proc = subprocess.Popen(["dvc", "exp", "run", "-n", "live", "-S", "train.epochs=150"], cwd=project, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen = []
@@ -222,6 +264,23 @@ def test_two_queued_experiments_run_in_parallel_each_with_its_metrics(project):
     assert status.count("Success") >= 2 and "Failed" not in status, status
     rows = [r for r in exp_table(project, "^cider$|train.decoder|train.epochs") if r["train.epochs"] == "2"]
     assert {r["train.decoder"] for r in rows if r["cider"]} >= {"show_tell", "gru_init"}, rows
+
+
+def test_a_fresh_clone_without_outputs_runs_one_experiment_after_another(project, tmp_path):
+    """A clone with no remote and an empty cache: an experiment, the return to the committed files that the
+    README gives after a failed run, then another experiment (the run cache must not restore an output
+    that a later stage then reads inside a directory the clone never had)."""
+    run(["dvc", "repro"], project)
+    commit_all(project, "the committed run")
+    clone = tmp_path / "fresh"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / ".dvc" / "cache").exists()
+    run(["dvc", "exp", "run", "-n", "first", "-S", "train.epochs=2"], clone)
+    run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "plots"], clone)
+    log = run(["dvc", "exp", "run", "-n", "second", "-S", "train.embed_dim=16"], clone)
+    assert "train" in stages_run(log), log[-2000:]
+    shown = run(["dvc", "exp", "show", "--no-pager", "--md"], clone)
+    assert "first" in shown and "second" in shown, shown
 
 
 def test_a_clone_pulls_the_pipeline_from_the_remotes_and_captions_without_rerunning(project, tmp_path):

@@ -81,7 +81,7 @@ def test_self_critical_epochs_raise_the_cider_reward(tmp_path, name):
                     lr_schedule="constant", select="cider", scst_epochs=4, scst_lr=0.01, scst_batch_size=8,
                     scst_samples=4)
     decoder = build_decoder(name, DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0))
-    result = train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), tmp_path, "scst")
+    result = train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), tmp_path, {"run": "scst"})
     log = result.epoch_log
     assert [e["phase"] for e in log] == ["xe"] + ["scst"] * 4
     rewards = [e["train_reward"] for e in log[1:]]
@@ -99,13 +99,13 @@ def test_checkpoint_inside_the_first_scst_epoch_needs_the_same_scst_settings(tmp
     common = dict(decoder="show_tell", epochs=1, batch_size=16, embed_dim=16, hidden_dim=32, dropout=0.0,
                   scst_epochs=1, scst_batch_size=4, scst_samples=2)
     decoder = build_decoder("show_tell", DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0))
-    train_decoder(decoder, train, val, vocab, TrainParams(**common), 0, torch.device("cpu"), tmp_path, "run")
+    train_decoder(decoder, train, val, vocab, TrainParams(**common), 0, torch.device("cpu"), tmp_path, {"run": "run"})
     state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
     state.update(epoch=1, batch=2)             # as if killed half-way through the first SCST epoch
     torch.save(state, tmp_path / CHECKPOINT)
     capsys.readouterr()
     other = TrainParams(**common, scst_lr=1e-3)
-    train_decoder(decoder, train, val, vocab, other, 0, torch.device("cpu"), tmp_path, "run")
+    train_decoder(decoder, train, val, vocab, other, 0, torch.device("cpu"), tmp_path, {"run": "run"})
     assert "from other SCST settings" in capsys.readouterr().out
 
 
@@ -135,10 +135,10 @@ def test_more_scst_epochs_continue_a_finished_run(tmp_path, capsys):
                   scst_batch_size=4, scst_samples=2)
     decoder = build_decoder("show_tell", DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0))
     train_decoder(decoder, train, val, vocab, TrainParams(**common, scst_epochs=1), 0, torch.device("cpu"), tmp_path,
-                  "run")
+                  {"run": "run"})
     capsys.readouterr()
     result = train_decoder(decoder, train, val, vocab, TrainParams(**common, scst_epochs=2), 0, torch.device("cpu"),
-                           tmp_path, "run")
+                           tmp_path, {"run": "run"})
     assert "resuming at epoch 3" in capsys.readouterr().out
     assert [e["phase"] for e in result.epoch_log] == ["xe", "scst", "scst"]
 

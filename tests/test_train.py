@@ -84,8 +84,8 @@ class _Exploit:
 
 def test_malicious_checkpoint_is_not_executed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    torch.save({"fingerprint": "toy", "payload": _Exploit()}, tmp_path / CHECKPOINT)
-    assert load_checkpoint(tmp_path, "toy") is None         # refused, training starts from scratch
+    torch.save({"run_key": {"run": "toy"}, "payload": _Exploit()}, tmp_path / CHECKPOINT)
+    assert load_checkpoint(tmp_path, {"run": "toy"}) is None        # refused, training starts from scratch
     assert not (tmp_path / "pwned").exists()
 
 

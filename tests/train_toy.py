@@ -54,7 +54,7 @@ def train_toy(state_dir: Path, decoder_name: str = "show_tell", epochs: int = 3,
     if sleep:  # slows the steps so the test can kill the process mid-epoch
         original = decoder.forward
         decoder.forward = lambda *a, **k: (time.sleep(sleep), original(*a, **k))[1]
-    result = train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), state_dir, "toy")
+    result = train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), state_dir, {"run": "toy"})
     return decoder, result, vocab, val
 
 

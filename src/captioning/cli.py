@@ -22,8 +22,8 @@ def main() -> None:
 @app.command()
 def predict(images: List[Path] = typer.Argument(..., help="image files or folders (searched recursively)"),
             model: Path = typer.Option(Path("models"), help="model folder (models/ or one from `dvc artifacts get`)"),
-            out: Optional[Path] = typer.Option(None, help="write COCO results JSON "
-                                                          "[{image_id, file_name, caption}] here"),
+            out: Optional[Path] = typer.Option(None, help="write COCO results JSON [{image_id, caption}] here "
+                                                          "(ids from COCO file names; others get file_name)"),
             json_output: bool = typer.Option(False, "--json", help="print the results as JSON on stdout"),
             beam_size: Optional[int] = typer.Option(None, min=1, help="beam width (1 = greedy); default: as the "
                                                                       "model was evaluated (decoding.json), else 3"),
@@ -46,8 +46,6 @@ def predict(images: List[Path] = typer.Argument(..., help="image files or folder
     except InputError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    rows = [{"image_id": _image_id(r.path), "file_name": r.path.name, "caption": r.caption} for r in results
-            if r.error is None]
     if json_output:
         typer.echo(json.dumps([{"path": str(r.path), "caption": r.caption, "error": r.error} for r in results],
                               indent=1))
@@ -57,7 +55,7 @@ def predict(images: List[Path] = typer.Argument(..., help="image files or folder
     if attention_maps:
         _write_attention_maps(results, tuple(captioner.spec.grid_hw), attention_maps)
     if out:
-        atomic_write_json(out, rows)
+        _write_results(results, out)
     skipped = sum(r.error is not None for r in results)
     if skipped:
         typer.echo(f"{skipped} of {len(results)} images skipped", err=True)
@@ -73,9 +71,16 @@ def _write_attention_maps(results: list, grid_hw: tuple[int, int], folder: Path)
     typer.echo(f"attention maps: {folder}/", err=True)
 
 
-def _image_id(path: Path) -> int | str:
-    """COCO file names are their ids (000000431848.jpg -> 431848); other names stay names."""
-    return int(path.stem) if path.stem.isdigit() else path.stem
+def _write_results(results: list, out: Path) -> None:
+    from captioning.predict import coco_results
+
+    rows = coco_results(results)
+    atomic_write_json(out, rows)
+    unnamed = sum("image_id" not in row for row in rows)
+    if unnamed:
+        typer.echo(f"{out}: {unnamed} of {len(rows)} rows have a file_name but no image_id (not a COCO file name "
+                   "such as 000000391895.jpg or COCO_val2014_000000391895.jpg); COCO.loadRes and the evaluation "
+                   "server need integer image_ids", err=True)
 
 
 if __name__ == "__main__":

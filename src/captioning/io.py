@@ -6,6 +6,7 @@ and renamed into place, so a killed stage never leaves a partial output that DVC
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -52,6 +53,23 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         staging.rename(path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file's bytes, read in chunks (feature arrays run to gigabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_digest(folder: str | os.PathLike) -> str:
+    """A digest of a folder's file names and contents (vit_gpt2 trains from the resized images themselves)."""
+    h = hashlib.sha256()
+    for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        h.update(f"{file.relative_to(folder)}\0{file_digest(file)}\0".encode())
+    return h.hexdigest()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

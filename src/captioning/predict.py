@@ -11,6 +11,7 @@ stage), else beam 3 without length normalisation.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Union
@@ -32,6 +33,8 @@ from captioning.models.encoders import build_encoder, encoder_spec
 from captioning.train.device import pick_device, set_cpu_threads
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# COCO_val2014_000000391895.jpg (COCO 2014), 000000391895.jpg (2017), 391895.jpg (this pipeline's resized images)
+COCO_FILE_NAME = re.compile(r"(?:COCO_[A-Za-z]+[0-9]*_)?([0-9]+)")
 ImageInput = Union[str, Path, Image.Image]
 
 
@@ -152,6 +155,25 @@ class Captioner:
         hyps = beam_search(decoder, feats, vocab.start_id, vocab.end_id, beam_size, max_length, length_penalty)
         return [Caption(path, vocab.decode(h.tokens), None, tuple(vocab.words[t] for t in h.tokens),
                         h.attention.numpy() if h.attention is not None else None) for path, h in zip(paths, hyps)]
+
+
+def coco_image_id(path: Path) -> Optional[int]:
+    """The COCO image id a file name carries, or None when it carries none."""
+    match = COCO_FILE_NAME.fullmatch(Path(path).stem)
+    return int(match.group(1)) if match else None
+
+
+def coco_results(captions: list[Caption]) -> list[dict]:
+    """The captions in COCO results format, `{"image_id": int, "caption": str}`, as `COCO.loadRes` and the
+    evaluation server take them; an image whose file name gives no id gets its `file_name` instead (no
+    `image_id`: an invented one could name another COCO image). Unreadable images are left out."""
+    rows = []
+    for c in captions:
+        if c.error is None:
+            image_id = coco_image_id(c.path) if c.path is not None else None
+            rows.append({"image_id": image_id, "caption": c.caption} if image_id is not None else
+                        {"file_name": c.path.name if c.path is not None else None, "caption": c.caption})
+    return rows
 
 
 def _path(item: ImageInput) -> Optional[Path]:

@@ -14,6 +14,7 @@ from captioning.hf.artifact import is_hf_model
 from captioning.io import InputError
 from captioning.models.artifact import check_features_match, load_model
 from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder
+from captioning.models.decoders import ImageFeatures
 from captioning.models.encoders import encoder_spec
 from captioning.train.device import pick_device, set_cpu_threads
 
@@ -47,7 +48,7 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
             with torch.inference_mode():
                 feats = encode_images(encoder, images.load(rows).to(dev), need_grid)
         else:
-            feats = store.image_features(rows, need_grid).to(dev)
+            feats = ImageFeatures(*store.tensors(rows, need_grid)).to(dev)
         feats = feats.zeros_like() if zero else feats
         hyps = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, beam_size, max_length,
                            length_penalty)

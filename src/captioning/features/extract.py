@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from captioning.features.store import GRID, IDS, META, MIRRORED_GRID, MIRRORED_POOLED, POOLED
-from captioning.io import atomic_path, atomic_write_json
+from captioning.io import atomic_path, atomic_write_json, file_digest
 from captioning.models.encoders import EncoderSpec, build_encoder
 from captioning.train.device import pick_device, set_cpu_threads
 
@@ -106,8 +106,11 @@ def extract_split(image_dir: Path, image_ids: list[int], out_dir: Path, encoder_
         _write_arrays(encoder, loader, dev, spec, encoder_name, out_dir / pooled_name, out_dir / grid_name, label)
     (h, w), d = spec.grid_hw, spec.pooled_dim
     atomic_write_json(out_dir / IDS, [int(i) for i in image_ids], indent=None)
+    written = [IDS] + [name for _, *names in views for name in names]
     meta = {"encoder": encoder_name, "weights": weights, "pooled_dim": d, "grid_shape": [h, w, d],
-            "dtype": "float16", "count": len(image_ids), "input_size": spec.input_size, "mirrored": mirror}
+            "dtype": "float16", "count": len(image_ids), "input_size": spec.input_size, "mirrored": mirror,
+            # what the train stage's resume key reads instead of rehashing gigabytes on every run
+            "content_digest": {name: file_digest(out_dir / name) for name in written}}
     atomic_write_json(out_dir / META, meta)
     return meta
 

@@ -5,15 +5,11 @@ same images mirrored left-right, row for row (the train stage shows each image o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from captioning.io import InputError, read_json
-
-if TYPE_CHECKING:
-    from captioning.models.decoders import ImageFeatures
 
 POOLED, GRID, IDS, META = "pooled.npy", "grid.npy", "ids.json", "meta.json"
 MIRRORED_POOLED, MIRRORED_GRID = "pooled_mirrored.npy", "grid_mirrored.npy"
@@ -46,10 +42,8 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def image_features(self, rows, need_grid: bool = True) -> "ImageFeatures":
-        """Rows as float32 tensors (the grid only when the decoder reads it)."""
-        from captioning.models.decoders import ImageFeatures
-
+    def tensors(self, rows, need_grid: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pooled, grid) of `rows` as float32 tensors (the grid only when the decoder reads it)."""
         pooled = torch.from_numpy(np.asarray(self.pooled[rows], dtype=np.float32))
         grid = torch.from_numpy(np.asarray(self.grid[rows], dtype=np.float32)) if need_grid else None
-        return ImageFeatures(pooled, grid)
+        return pooled, grid

@@ -13,21 +13,22 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from captioning.code_deps import module_digest
 from captioning.data.coco import load_captions, references_of
 from captioning.hf.artifact import HfCaptionModel, save_hf_model
 from captioning.hf.generate import TOKENS_PER_WORD, generate_captions
 from captioning.hf.pretrained import load_pretrained
-from captioning.io import InputError, atomic_write_json
+from captioning.io import InputError, atomic_write_json, file_digest, folder_digest
 from captioning.models.attached_encoder import ImageRows
 from captioning.params import Params, TrainParams
-from captioning.text.tokenizer import tokenize
+from captioning.text.tokenizer import detokenize, tokenize
 from captioning.train import distributed
 from captioning.train.captions import CaptionPairs, image_grouped_batches
-from captioning.train.checkpoint import fingerprint
+from captioning.train.checkpoint import run_key
 from captioning.train.device import autocast_dtype, pick_device, set_cpu_threads
 from captioning.train.driver import EpochDriver, Optimisation, RunState, Validation, make_scheduler
 from captioning.train.live_log import LiveLog
-from captioning.train.logs import training_summary
+from captioning.train.logs import model_record, training_summary
 from captioning.train.validate import quick_scores
 
 IGNORE = -100        # label positions the loss skips (padding)
@@ -46,7 +47,7 @@ def caption_pairs(ids: list[int], refs: dict[int, list[str]], tokenizer, max_wor
     rows, seqs = [], []
     for row, image_id in enumerate(ids):
         for caption in refs[image_id]:
-            text = " ".join(tokenize(caption)[:max_words])
+            text = detokenize(tokenize(caption)[:max_words])   # GPT-2 learns text as people write it
             seqs.append(tokenizer(text)["input_ids"][: TOKENS_PER_WORD * max_words] + [tokenizer.eos_token_id])
             rows.append(row)
     tokens = np.full((len(seqs), max(map(len, seqs), default=1)), IGNORE, dtype=np.int64)
@@ -162,8 +163,10 @@ def run_hf_train(params: Params, subset_dir: Path, images_dir: Path, models_dir:
     fp16 = autocast_dtype(device, p.precision) == torch.float16
     optimisation = Optimisation(optimizer, make_scheduler(optimizer, p.lr_schedule, steps_per_epoch * p.epochs),
                                 torch.amp.GradScaler("cuda", enabled=fp16), p.grad_clip, model)
-    run_id = fingerprint(p.model_dump(exclude=p.scst_fields), params.seed, max_words, len(data["pairs"]),
-                         data["train_ids"], data["val_ids"])
+    run_id = run_key(params=p.model_dump(exclude=p.scst_fields), seed=params.seed, max_words=max_words,
+                     code=module_digest(Path(__file__)),
+                     captions=[file_digest(subset_dir / f"{s}.json") for s in ("train", "val")],
+                     images=[folder_digest(images_dir / s) for s in ("train", "val")])
     phase = FineTuningPhase(model, tokenizer, data, p, params.seed, device, optimisation, max_words)
     driver = EpochDriver(model, optimisation, state_dir, run_id, p.patience, p.checkpoint_every, log=LiveLog(live_dir))
     result = driver.run([phase])
@@ -171,6 +174,6 @@ def run_hf_train(params: Params, subset_dir: Path, images_dir: Path, models_dir:
     summary = training_summary(result, device, phase.amp_dtype, len(data["pairs"]),
                                sum(x.numel() for x in model.parameters()),
                                checkpoints={"encoder": hf.encoder, "decoder": hf.decoder})
-    save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": summary}), models_dir)
+    save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": model_record(summary)}), models_dir)
     atomic_write_json(metrics_path, summary)
     return summary

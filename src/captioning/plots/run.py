@@ -14,6 +14,7 @@ from captioning.features.store import FeatureStore
 from captioning.hf.artifact import is_hf_model
 from captioning.models.artifact import load_model
 from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder
+from captioning.models.decoders import ImageFeatures
 from captioning.models.encoders import encoder_spec
 from captioning.plots.attention import plot_attention
 from captioning.plots.curves import plot_training_curves
@@ -42,7 +43,7 @@ def plot_attention_examples(model_dir: Path, features_dir: Path, image_dir: Path
                                   ImageRows(image_dir, [image_ids[0]], encoder_spec(model.encoder["name"])).load([0]),
                                   True)
     else:
-        feats = store.image_features([row])
+        feats = ImageFeatures(*store.tensors([row]))
     hyp = beam_search(model.decoder, feats, model.vocab.start_id, model.vocab.end_id, 1, model.vocab.max_length)[0]
     words = [model.vocab.words[t] for t in hyp.tokens]
     h, w, _ = store.meta["grid_shape"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from captioning.io import InputError, atomic_write_json, read_json
-from captioning.text.tokenizer import tokenize
+from captioning.text.tokenizer import detokenize, tokenize
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
@@ -42,7 +42,10 @@ class Vocabulary:
         return [self.start_id, *(self.id(w) for w in words), self.end_id]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Words up to the first <end>, specials dropped."""
+        """The caption for people: words up to the first <end>, specials dropped, detokenized (`don't`, `dog's`).
+
+        tokenize() of the result gives these words back (tests check it on real captions).
+        """
         out = []
         for i in ids:
             i = int(i)
@@ -50,7 +53,7 @@ class Vocabulary:
                 break
             if i >= len(SPECIALS):
                 out.append(self.words[i])
-        return " ".join(out)
+        return detokenize(out)
 
     @property
     def digest(self) -> str:

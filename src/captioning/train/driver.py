@@ -128,7 +128,7 @@ def phase_starts(phases: list[Phase]) -> list[int]:
 
 
 class EpochDriver:
-    def __init__(self, model: nn.Module, optimisation: Optimisation, state_dir: Path, run_id: str,
+    def __init__(self, model: nn.Module, optimisation: Optimisation, state_dir: Path, run_id: dict[str, str],
                  patience: Optional[int], checkpoint_every: int, is_main: bool = True, log: Optional[RunLog] = None):
         self.model, self.optimisation, self.state_dir, self.run_id = model, optimisation, Path(state_dir), run_id
         self.patience, self.checkpoint_every = patience, checkpoint_every
@@ -196,7 +196,7 @@ class EpochDriver:
             return
         result, opt = state.result, self.optimisation
         save_checkpoint(self.state_dir, {
-            "fingerprint": self.run_id, "phase_settings": self._settings, "epoch": state.epoch, "batch": state.batch,
+            "run_key": self.run_id, "phase_settings": self._settings, "epoch": state.epoch, "batch": state.batch,
             "step": state.step, "model": self.model.state_dict(), "optimizer": opt.optimizer.state_dict(),
             "scheduler": opt.scheduler.state_dict(), "rng": torch.get_rng_state(), "best_score": state.best_score,
             "stale": state.stale, "best_model": result.best_state, "best_epoch": result.best_epoch,

@@ -23,3 +23,13 @@ def training_summary(result: TrainResult, device, amp_dtype, captions: int, para
             "final_train_loss": _last(result, "train_loss"), "final_train_reward": _last(result, "train_reward"),
             "best_val_loss": best.get("val_loss"), "best_val_bleu_4": best.get("val_bleu_4"),
             "best_val_cider": best.get("val_cider"), "captions": captions, "parameters": parameters, **extra}
+
+
+# Facts of one run, not of the model: kept out of the model folder so that identical training gives an
+# identical `models` output (and DVC does not rerun decode, plot and export for a retrain with the same bits).
+RUN_FACTS = ("train_seconds", "seconds_per_epoch")
+
+
+def model_record(summary: dict) -> dict:
+    """The training summary as the model's config.json keeps it: without the run's timings."""
+    return {k: v for k, v in summary.items() if k not in RUN_FACTS}

@@ -47,7 +47,7 @@ def parameter_groups(decoder: Decoder, p: TrainParams) -> list[dict]:
 
 
 def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Vocabulary, p: TrainParams, seed: int,
-                  device: torch.device, state_dir: Path, run_fingerprint: str,
+                  device: torch.device, state_dir: Path, run_key: dict[str, str],
                   log: Optional[RunLog] = None) -> TrainResult:
     decoder.to(device)
     check_single_process(decoder, p)
@@ -61,6 +61,6 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     phases = [CrossEntropyPhase(model, decoder, train, val, vocab, p, seed, device, optimisation, amp_dtype),
               FineTuningPhase(model, decoder, train, val, vocab, p, seed, device, optimisation, amp_dtype),
               SelfCriticalPhase(decoder, train, val, vocab, p, seed, device, optimisation, amp_dtype)]
-    driver = EpochDriver(decoder, optimisation, state_dir, run_fingerprint, p.patience, p.checkpoint_every,
+    driver = EpochDriver(decoder, optimisation, state_dir, run_key, p.patience, p.checkpoint_every,
                          distributed.is_main(), log)
     return driver.run(phases)

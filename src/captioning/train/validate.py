@@ -1,8 +1,8 @@
 """Validation that selects a model decodes for real and scores with the COCO toolkit's scorers.
 
 Greedy captions of the validation images are scored with pycocoevalcap's BLEU and CIDEr-D on our
-tokenization (the PTB tokenizer needs a JVM per call; our tokenizer matches it on these captions
-closely enough for model selection; the evaluate stage reports the official numbers).
+tokenization (the PTB tokenizer needs a JVM per call; ours gives its tokens on every caption of COCO val2017
+and Flickr8k, tests/test_tokenizer.py; the evaluate stage reports the official numbers).
 """
 from __future__ import annotations
 
