@@ -1,5 +1,5 @@
 # `make demo`: set up .venv and run the whole pipeline on the offline default dataset.
-# `make test`: set up .venv and run the test suite (the slow end-to-end `dvc repro` test included).
+# `make test`: set up .venv, lint, and run the test suite (the slow end-to-end `dvc repro` tests included).
 # `make lint`: ruff over the code (pyproject.toml's [tool.ruff]).
 PYTHON ?= python3
 VENV := .venv
@@ -30,10 +30,10 @@ demo: setup
 repro: setup
 	$(BIN)/dvc repro
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: setup lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup

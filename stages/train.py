@@ -1,10 +1,12 @@
 """train stage: train the captioning decoder on cached image features."""
+import sys
 from pathlib import Path
 
 import typer
 
 from captioning.params import load_params
 from captioning.stage import stage_command, typer_app
+from captioning.train.checkpoint import resume_hint
 from captioning.train.run import run_train
 
 app = typer_app(__doc__)
@@ -23,7 +25,11 @@ def main(features: Path = typer.Option(Path("data/features"), help="feature stor
          live: Path = typer.Option(Path("plots/dvclive"), help="DVCLive folder: metrics per step and epoch"),
          params: Path = typer.Option(Path("params.yaml"), help="parameters file (sections `train`, `seed`)")):
     """Teacher-forced training with validation by greedy decoding; resumes from `--state` when interrupted."""
-    summary = run_train(load_params(params), features, subset, vocab, out, state, metrics, live, images)
+    try:
+        summary = run_train(load_params(params), features, subset, vocab, out, state, metrics, live, images)
+    except KeyboardInterrupt:
+        print(resume_hint(state), file=sys.stderr)
+        raise
     if summary:   # empty on the other ranks under torchrun: rank 0 reports
         print(f"train: done, best epoch {summary['best_epoch']}, val CIDEr {summary['best_val_cider']}, "
               f"{summary['train_seconds']} s")

@@ -311,3 +311,31 @@ def test_a_clone_pulls_the_pipeline_from_the_remotes_and_captions_without_rerunn
     run(["dvc", "exp", "push", "origin", "shared-exp"], project)
     run(["dvc", "exp", "pull", "origin", "shared-exp"], clone)
     assert "shared-exp" in run(["dvc", "exp", "list", "--all-commits"], clone)
+
+
+def test_an_experiment_run_before_the_remote_existed_reaches_a_second_clone(project, tmp_path):
+    """An experiment carries its commit's .dvc/config: one run before the remote was committed has none, and
+    `dvc exp push` then shares its git refs but no data. The remote named in .dvc/config.local as well (the
+    README's sharing recipe) carries the outputs, and the second clone applies the experiment whole."""
+    if "store" in run(["dvc", "remote", "list"], project):
+        run(["dvc", "remote", "remove", "store"], project)
+    commit_all(project, "no remote yet")
+    run(["dvc", "exp", "run", "-n", "early", "-S", "train.epochs=2", "-S", "train.embed_dim=24"], project)
+    store, origin = tmp_path / "store", tmp_path / "share.git"
+    run(["dvc", "remote", "add", "-d", "store", str(store)], project)
+    run(["git", "commit", "-qm", "the remote", ".dvc/config"], project)
+    run(["dvc", "remote", "add", "--local", "-d", "-f", "store", str(store)], project)
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
+    run(["git", "push", "-q", str(origin), "HEAD:refs/heads/main"], project)
+    pushed = run(["dvc", "exp", "push", str(origin), "early"], project)
+    assert "uploaded" in pushed, pushed
+
+    clone = tmp_path / "second"
+    run(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path)
+    run(["dvc", "remote", "add", "--local", "-d", "store", str(store)], clone)
+    run(["dvc", "exp", "pull", "origin", "early"], clone)
+    run(["dvc", "exp", "apply", "early"], clone)
+    assert "up to date" in run(["dvc", "status"], clone).lower()
+    assert yaml.safe_load((clone / "params.yaml").read_text())["train"]["embed_dim"] == 24
+    image = next((clone / "data" / "images" / "test").glob("*.jpg"))
+    assert image.name in run([sys.executable, "-m", "captioning.cli", "predict", str(image)], clone)

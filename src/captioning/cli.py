@@ -19,6 +19,22 @@ def main() -> None:
     """Image captioning: `caption predict IMAGE_OR_FOLDER... --model models/`."""
 
 
+
+@app.command()
+def restore(project: Path = typer.Option(Path("."), help="project root (where dvc.yaml is)")):
+    """Back to the last committed results after a failed, interrupted or killed `dvc exp run`.
+
+    Restores params.yaml, dvc.lock, metrics/, plots/ and the DVC outputs; keeps every other change.
+    """
+    from captioning.restore import restore_workspace
+
+    try:
+        for line in restore_workspace(project.resolve()):
+            typer.echo(f"restore: {line}")
+    except InputError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
 @app.command()
 def predict(images: List[Path] = typer.Argument(..., help="image files or folders (searched recursively)"),
             model: Path = typer.Option(Path("models"), help="model folder (models/ or one from `dvc artifacts get`)"),

@@ -53,3 +53,15 @@ def load_checkpoint(state_dir: Path, expected_key: dict[str, str]) -> Optional[d
         print(f"train: {path} is from another run (changed: {', '.join(changed)}); starting from scratch")
         return None
     return state
+
+
+def resume_hint(state_dir: Path) -> str:
+    """Where an interrupted run stopped and how to go on from there."""
+    path = Path(state_dir) / CHECKPOINT
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        where = f"epoch {saved['epoch'] + 1}, batch {saved['batch']} (step {saved['step']})"
+    except Exception:  # no checkpoint yet, or one being replaced: nothing to resume
+        return f"train: stopped before its first checkpoint in {state_dir}; the next run starts from scratch"
+    return (f"train: stopped; {path} holds {where}. The same `dvc repro` or "
+            "`dvc exp run` (same params, code and data) resumes from there")
