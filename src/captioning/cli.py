@@ -19,7 +19,6 @@ def main() -> None:
     """Image captioning: `caption predict IMAGE_OR_FOLDER... --model models/`."""
 
 
-
 @app.command()
 def restore(project: Path = typer.Option(Path("."), help="project root (where dvc.yaml is)")):
     """Back to the last committed results after a failed, interrupted or killed `dvc exp run`.
@@ -34,6 +33,7 @@ def restore(project: Path = typer.Option(Path("."), help="project root (where dv
     except InputError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+
 
 @app.command()
 def predict(images: List[Path] = typer.Argument(..., help="image files or folders (searched recursively)"),

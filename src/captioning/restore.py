@@ -52,7 +52,7 @@ def refuse_while_dvc_runs(root: Path) -> None:
         info = json.loads(lock.read_text()) if lock.exists() else {}
     except (OSError, ValueError):
         info = {}
-    holders = [e for e in info.get("write", {}).values()]
+    holders = list(info.get("write", {}).values())
     holders += [e for entries in info.get("read", {}).values() for e in entries]
     alive = {h["pid"]: h.get("cmd", "") for h in holders if isinstance(h, dict) and pid_alive(h.get("pid"))}
     if alive:
