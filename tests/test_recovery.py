@@ -38,9 +38,11 @@ def user_changes(project):
     (project / "NOTES.md").unlink()
 
 
-def start_exp(project: Path, *sets: str) -> subprocess.Popen:
+def start_exp(project: Path, *sets: str, shell: str | None = None) -> subprocess.Popen:
+    """`dvc exp run -S ...` in its own process group; `shell` is the $SHELL DVC runs stage commands with."""
     args = [a for s in sets for a in ("-S", s)]
-    return subprocess.Popen(["dvc", "exp", "run", *args], cwd=project, env=project_env(project), text=True,
+    env = project_env(project) | ({"SHELL": shell} if shell else {})
+    return subprocess.Popen(["dvc", "exp", "run", *args], cwd=project, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -82,7 +84,8 @@ def test_ctrl_c_during_train_says_where_it_stopped(project, user_changes):
 
 
 def test_killed_dvc_takes_its_trainer_with_it(project, user_changes):
-    proc = start_exp(project, "train.epochs=300")
+    """With SHELL=/bin/sh (dash on Debian) a shell stays between dvc and the trainer after dvc dies."""
+    proc = start_exp(project, "train.epochs=300", shell="/bin/sh")
     wait_for_new_checkpoint(project, proc)
     trainer = [c for c in psutil.Process(proc.pid).children(recursive=True) if "stages/train.py" in c.cmdline()]
     assert trainer, "no trainer process under dvc"

@@ -48,9 +48,11 @@ def test_keys_the_stage_does_not_read_may_change(project):
     watch.check()
 
 
-def test_a_stage_outlives_no_parent(tmp_path):
-    """A parent starts a stage-like child and is killed: the child stops within a few seconds."""
-    child = textwrap.dedent("""
+@pytest.mark.parametrize("shell", [None, "/bin/sh"])
+def test_a_stage_outlives_no_parent(tmp_path, shell):
+    """A `dvc`-like parent starts a stage-like child, directly or through `$SHELL -c` as DVC does (dash, the
+    /bin/sh of Debian, stays alive as the child's parent), and is killed: the child stops within seconds."""
+    (tmp_path / "child.py").write_text(textwrap.dedent("""
         import time
         from captioning.stage import stop_on_parent_exit
         stop_on_parent_exit()
@@ -58,15 +60,19 @@ def test_a_stage_outlives_no_parent(tmp_path):
             time.sleep(120)
         except KeyboardInterrupt:
             print("stopped", flush=True)
-    """)
-    parent = (f"import subprocess, sys, time\n"
-              f"subprocess.Popen([sys.executable, '-c', {child!r}], stdout=open({str(tmp_path / 'out')!r}, 'w'))\n"
+    """))
+    command = [sys.executable, str(tmp_path / "child.py")]
+    if shell:
+        command = [shell, "-c", " ".join(command)]
+    parent = (f"import os, subprocess, sys, time\n"
+              f"os.environ['DVC_STAGE'] = 'train'\n"
+              f"subprocess.Popen({command!r}, stdout=open({str(tmp_path / 'out')!r}, 'w'))\n"
               "time.sleep(120)\n")
     proc = subprocess.Popen([sys.executable, "-c", parent])
     deadline = time.time() + 30
-    while not psutil.Process(proc.pid).children() and time.time() < deadline:
+    while not stage_like(proc.pid) and time.time() < deadline:
         time.sleep(0.1)
-    kids = psutil.Process(proc.pid).children()
+    kids = stage_like(proc.pid)
     assert kids, "the child did not start"
     time.sleep(1)
     proc.kill()
@@ -74,3 +80,7 @@ def test_a_stage_outlives_no_parent(tmp_path):
     gone, alive = psutil.wait_procs(kids, timeout=15)
     assert not alive, "the child kept running after its parent died"
     assert (tmp_path / "out").read_text().strip() == "stopped"
+
+
+def stage_like(pid: int) -> list[psutil.Process]:
+    return [c for c in psutil.Process(pid).children(recursive=True) if "child.py" in " ".join(c.cmdline())]

@@ -16,9 +16,11 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
 import typer
 import yaml
 
@@ -116,15 +118,19 @@ def flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
         into[prefix] = value
 
 
+SHELLS = {"sh", "dash", "bash", "zsh", "fish", "ksh"}
+
+
 def stop_on_parent_exit() -> None:
-    """Make SIGTERM and the parent's death stop the stage as Ctrl-C does.
+    """Make SIGTERM and the death of the `dvc` that started the stage stop it as Ctrl-C does.
 
     A killed `dvc` does not take its stage with it; a stage that kept running would write outputs into a
-    workspace the user is restoring. The parent is polled (portable, unlike Linux's PDEATHSIG).
+    workspace the user is restoring. DVC starts the command through $SHELL, and a shell such as dash
+    stays alive as the stage's parent after `dvc` dies, so the watch goes up through shells to `dvc`.
     """
     if threading.current_thread() is not threading.main_thread():
         return
-    owner, parent = os.getpid(), os.getppid()
+    owner = os.getpid()
 
     def on_sigterm(signum: int, frame: Any) -> None:
         if os.getpid() != owner:   # a forked worker (resize's pool): SIGTERM ends it, as by default
@@ -133,12 +139,34 @@ def stop_on_parent_exit() -> None:
             return
         raise StageInterrupted(f"signal {signum}")
     signal.signal(signal.SIGTERM, on_sigterm)
+    starters = starting_processes()
 
     def watch() -> None:
-        stop = threading.Event()
-        while not stop.wait(PARENT_POLL_SECONDS):
-            if os.getppid() != parent:
-                print(f"stage: the process that started it ({parent}) has exited; stopping", file=sys.stderr)
+        while True:
+            time.sleep(PARENT_POLL_SECONDS)
+            gone = next((p for p in starters if not still_running(p)), None)
+            if gone is not None:
+                print(f"stage: the process that started it ({gone.pid}) has exited; stopping", file=sys.stderr)
                 os.kill(owner, signal.SIGTERM)
                 return
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def starting_processes() -> list[psutil.Process]:
+    """The parent, and under DVC every shell above it up to the `dvc` process itself."""
+    chain = [psutil.Process(os.getppid())]
+    if "DVC_STAGE" not in os.environ:   # run by hand: the user's own shell is the one to watch
+        return chain
+    try:
+        while chain[-1].name() in SHELLS and chain[-1].ppid() > 1:
+            chain.append(chain[-1].parent())
+    except psutil.Error:
+        pass
+    return [p for p in chain if p is not None]
+
+
+def still_running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
