@@ -4,7 +4,7 @@ from pathlib import Path
 import typer
 
 from captioning.data.coco import load_captions
-from captioning.data.images import resize_split
+from captioning.data.images import check_skips, resize_split
 from captioning.data.sources import read_source
 from captioning.io import atomic_write_json
 from captioning.params import load_params
@@ -21,7 +21,8 @@ def main(subset: Path = typer.Option(Path("data/subset"), help="folder with trai
          out: Path = typer.Option(Path("data/images"), help="folder for <split>/<image_id>.jpg and report.json"),
          metrics: Path = typer.Option(Path("metrics/resize.json"), help="counts written/skipped per split"),
          params: Path = typer.Option(Path("params.yaml"), help="parameters file (section `resize`)")):
-    """`resize.mode` squash (to size x size) or crop (shorter side, centre crop), on every core."""
+    """`resize.mode` squash (to size x size) or crop (shorter side, centre crop), on every core; fails when a
+    split loses more than `resize.max_skipped` of its images, or all of them."""
     p = load_params(params).resize
     per_image = read_source(raw).get("images") == "per_image"
     reports = {}
@@ -38,6 +39,7 @@ def main(subset: Path = typer.Option(Path("data/subset"), help="folder with trai
     counts = {s: {k: v for k, v in r.items() if isinstance(v, (int, float))} for s, r in reports.items()}
     atomic_write_json(metrics, counts)
     print("resize: " + ", ".join(f"{s} {c}" for s, c in counts.items()))
+    check_skips(reports, p.max_skipped, out / "report.json")   # after the report: the error points to it
 
 
 if __name__ == "__main__":

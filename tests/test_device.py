@@ -1,4 +1,5 @@
 """train.precision: which autocast dtype a training run uses."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from captioning.io import InputError
-from captioning.train.device import autocast_dtype, cpu_has_native_bf16
+from captioning.train.device import autocast_context, autocast_dtype, cpu_has_native_bf16
 
 CPU = torch.device("cpu")
 
@@ -37,3 +38,20 @@ def test_threads_follow_omp_num_threads_so_queued_jobs_share_the_cores():
     assert _threads_after_set_cpu_threads({"OMP_NUM_THREADS": "1"}) == 1
     assert _threads_after_set_cpu_threads({}) == cores
     assert _threads_after_set_cpu_threads({"LOCAL_WORLD_SIZE": str(cores)}) == 1     # torchrun ranks share them
+
+
+@pytest.mark.parametrize("device_type", ["cpu", "mps"])
+def test_float32_runs_without_an_autocast_region_on_cpu_and_mps(device_type):
+    """No autocast is constructed for float32: torch 2.4 refuses torch.autocast("mps") even when disabled."""
+    device = torch.device(device_type)       # a device object only: no MPS hardware is needed
+    context = autocast_context(device, autocast_dtype(device, "fp32"))
+    assert isinstance(context, contextlib.nullcontext)
+    with context:
+        assert not torch.is_autocast_enabled(device_type)
+
+
+def test_bf16_on_cpu_runs_the_forward_pass_in_bfloat16():
+    x = torch.ones(4, 4)
+    with autocast_context(CPU, autocast_dtype(CPU, "bf16")):
+        assert (x @ x).dtype == torch.bfloat16
+    assert (x @ x).dtype == torch.float32

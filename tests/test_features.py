@@ -112,3 +112,27 @@ def test_mirror_choice_is_seeded_per_epoch_and_about_half():
     assert not np.array_equal(chosen, choose_mirrored(4000, 0, 4))    # the next epoch others
     assert 1800 < chosen.sum() < 2200
     assert (chosen == (np.random.default_rng([0, 3, 1]).random(4000) < 0.5)).all()   # the recipe's draw
+
+
+def test_a_mirrored_image_is_trained_on_its_captions_with_left_and_right_swapped():
+    """On the synthetic scenes (captions mostly about position): the mirror of "a red circle on the left"
+    is trained on "a red circle on the right", the image itself on its own words."""
+    import random
+
+    from captioning.data.synthetic import captions, random_scene
+    from captioning.train.split_data import mirror_token_map
+
+    rng = random.Random(0)
+    texts = [c for _ in range(40) for c in captions(random_scene(rng))]
+    sided = [t for t in texts if " left" in t and " right" not in t]
+    assert sided, "the synthetic captions should mention a side"
+    vocab, _ = build_vocabulary(texts, 1, 30)
+    coco = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in (1, 2)],
+            "annotations": [{"id": i, "image_id": i, "caption": sided[0]} for i in (1, 2)]}
+    pairs = build_pairs(coco, {1: 0, 2: 1}, vocab)
+    pooled = np.zeros((2, 4), dtype=np.float16)
+    data = SplitData(pooled, None, [1, 2], pairs, {}, mirrored=(pooled, None), mirror_tokens=mirror_token_map(vocab))
+    data.show_mirror = np.array([False, True])
+    tokens = data.caption_tokens(np.array([0, 1]), pairs.tokens.shape[1])
+    assert vocab.decode(tokens[0]) == vocab.decode(pairs.tokens[0])
+    assert vocab.decode(tokens[1]) == vocab.decode(pairs.tokens[0]).replace("left", "right")

@@ -3,10 +3,11 @@ encoder trained from scratch (its BatchNorm learns its statistics)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
-from captioning.models.attached_encoder import ImageRows, attach_encoder, image_encoder, unfreeze
+from captioning.models.attached_encoder import ImageRows, attach_encoder, image_encoder
 from captioning.models.decoders import DecoderConfig, build_decoder
 from captioning.models.encoders import build_encoder, encoder_stages
 from captioning.params import TrainParams
@@ -82,8 +83,46 @@ def test_an_encoder_trained_from_scratch_learns_its_batchnorm_statistics(tmp_pat
                     hidden_dim=16, dropout=0.0, select="loss")
     decoder = build_decoder("merge", DecoderConfig(len(vocab), 1280, 1280, 8, 16, 1, 0.0))
     attach_encoder(decoder, "efficientnet_lite0", "none", from_scratch=True)
-    unfreeze(decoder, None)
     before = {k: v.clone() for k, v in image_encoder(decoder).state_dict().items() if k.endswith("running_mean")}
     train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), tmp_path / "state", {"run": "scratch"})
     after = image_encoder(decoder).state_dict()
     assert any(not torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_a_run_killed_inside_scst_after_fine_tuning_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    """The SCST epochs after fine-tuning epochs train the encoder's last stage: after a resume inside SCST too."""
+    from captioning.train.scst import SelfCriticalPhase
+
+    spec_encoder = build_encoder("efficientnet_lite0", "none")
+    train, vocab = colour_split(tmp_path / "train", 4, 1, spec_encoder)
+    val, _ = colour_split(tmp_path / "val", 2, 2, spec_encoder, vocab)
+    p = TrainParams(decoder="show_tell", epochs=1, finetune_epochs=1, finetune_blocks=1, encoder_lr=1e-3, scst_epochs=2,
+                    scst_batch_size=2, scst_samples=2, scst_lr=1e-3, batch_size=4, embed_dim=8, hidden_dim=16,
+                    dropout=0.0, checkpoint_every=1)
+
+    def run(state_dir):
+        torch.manual_seed(0)
+        decoder = build_decoder("show_tell", DecoderConfig(len(vocab), 1280, 1280, 8, 16, 1, 0.0))
+        attach_encoder(decoder, "efficientnet_lite0", "none")
+        image_encoder(decoder).load_state_dict(spec_encoder[1].state_dict())
+        train_decoder(decoder, train, val, vocab, p, 0, torch.device("cpu"), state_dir, {"run": "scst-ft"})
+        return decoder.state_dict()
+
+    uninterrupted = run(tmp_path / "a")
+    step, calls = SelfCriticalPhase.step, []
+
+    def killed_in_second_scst_epoch(self, idx, epoch):
+        calls.append(epoch)
+        if len(calls) == 4:                    # the 2nd SCST epoch's 2nd batch: after its 1st batch's checkpoint
+            raise KeyboardInterrupt
+        return step(self, idx, epoch)
+    monkeypatch.setattr(SelfCriticalPhase, "step", killed_in_second_scst_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b")
+    monkeypatch.setattr(SelfCriticalPhase, "step", step)
+    resumed = run(tmp_path / "b")
+    last_stage = [k for k in uninterrupted if k.startswith("image_encoder.") and not torch.equal(
+        uninterrupted[k], spec_encoder[1].state_dict()[k.removeprefix("image_encoder.")])]
+    assert last_stage, "the encoder did not train"
+    for k in uninterrupted:
+        assert torch.equal(uninterrupted[k], resumed[k]), k

@@ -29,6 +29,8 @@ def test_params_yaml_lists_every_parameter_so_dvc_can_set_it():
     ({"train": {"epoch": 3}}, ["train.epoch", "unknown key"]),
     ({"train": {"lr": "fast"}}, ["train.lr", "fast"]),
     ({"resize": {"size": 260}}, ["resize.size", "renamed resize.image_size"]),
+    ({"resize": {"max_skipped": 1.5}}, ["resize.max_skipped", "1.5", "less than or equal to 1"]),
+    ({"resize": {"max_skipped": -0.1}}, ["resize.max_skipped", "-0.1", "greater than or equal to 0"]),
 ])
 def test_bad_values_name_key_value_and_allowed(raw, words):
     with pytest.raises(InputError) as e:

@@ -10,6 +10,7 @@ from pycocoevalcap.cider.cider import Cider
 from train_toy import toy_split
 
 from captioning.models.decoders import DecoderConfig, build_decoder
+from captioning.models.decoders.base import forbid_special_tokens
 from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
 from captioning.train.cider_reward import CiderD
@@ -51,7 +52,8 @@ def test_samples_stop_at_end_and_carry_gradient():
 @pytest.mark.parametrize("name", ["soft_attention", "show_tell", "transformer"])
 def test_sampled_log_probabilities_are_the_decoders_own(name):
     """Each sampled caption's summed log-probability (the policy gradient's) is the one the decoder gives
-    its words when reading them (teacher forcing), <end> included, and nothing after it."""
+    its words when reading them (teacher forcing, over the tokens a caption may contain), <end> included,
+    and nothing after it."""
     torch.manual_seed(0)
     train, vocab = toy_split(8, 1)
     decoder = build_decoder(name, DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0)).eval()
@@ -59,16 +61,29 @@ def test_sampled_log_probabilities_are_the_decoders_own(name):
     tokens, logprob = sample_captions(decoder, feats, 4, vocab.start_id, vocab.end_id, max_length=8)
     lengths = [row.index(vocab.end_id) + 1 if vocab.end_id in row else len(row) for row in tokens.tolist()]
     assert len(set(lengths)) > 2                 # captions of several lengths, some ended early
-    # An untrained decoder samples <pad> mid-caption at times, which teacher forcing would read as the end.
-    words = [i for i, (row, n) in enumerate(zip(tokens.tolist(), lengths)) if vocab.pad_id not in row[:n]]
-    assert len(words) > 8
     inputs = torch.cat([torch.full((len(tokens), 1), vocab.start_id), tokens[:, :-1]], dim=1)
     inputs = inputs.masked_fill(torch.arange(inputs.shape[1]) >= torch.tensor(lengths)[:, None], 0)
     index = torch.arange(6).repeat_interleave(4)
     with torch.no_grad():
-        logp = torch.log_softmax(decoder(feats.select(index), inputs).float(), dim=-1)
+        logp = torch.log_softmax(forbid_special_tokens(decoder(feats.select(index), inputs).float()), dim=-1)
     read = [float(logp[i, torch.arange(n), tokens[i, :n]].sum()) for i, n in enumerate(lengths)]
-    np.testing.assert_allclose(logprob.detach().numpy()[words], np.asarray(read)[words], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logprob.detach().numpy(), np.asarray(read), rtol=1e-4, atol=1e-4)
+
+
+def test_samples_never_contain_pad_start_or_unk_even_when_the_decoder_prefers_them():
+    """Such a token mid-caption would cut the rewarded caption short (or vanish from it) while the words
+    after it still counted in the policy gradient."""
+    torch.manual_seed(0)
+    train, vocab = toy_split(8, 1)
+    decoder = build_decoder("show_tell", DecoderConfig(len(vocab), 8, 8, 16, 32, 1, 0.0)).eval()
+    not_words = [vocab.pad_id, vocab.start_id, vocab.unk_id]
+    with torch.no_grad():
+        decoder.out.bias[not_words] += 100.0          # each far likelier than any word, at every step
+    feats = train.features(np.arange(4), torch.device("cpu"), False, True)
+    tokens, logprob = sample_captions(decoder, feats, 3, vocab.start_id, vocab.end_id, max_length=6)
+    captions = [row[:row.index(vocab.end_id)] if vocab.end_id in row else row for row in tokens.tolist()]
+    assert [sorted(set(c) & set(not_words)) for c in captions] == [[]] * len(captions)
+    assert bool(torch.isfinite(logprob).all())
 
 
 @pytest.mark.parametrize("name", ["soft_attention", "show_tell"])
@@ -142,3 +157,25 @@ def test_more_scst_epochs_continue_a_finished_run(tmp_path, capsys):
     assert "resuming at epoch 3" in capsys.readouterr().out
     assert [e["phase"] for e in result.epoch_log] == ["xe", "scst", "scst"]
 
+
+
+def test_a_mirrored_images_samples_are_rewarded_against_the_mirrored_references(monkeypatch):
+    """Shown mirrored, "a circle on the right" is the right answer for an image whose references say left."""
+    from captioning.text.vocabulary import build_vocabulary
+    from captioning.train import scst
+
+    refs = ["a red circle on the left", "one red circle on the left", "a small red circle on the left side"]
+    vocab, _ = build_vocabulary(refs + ["a red circle on the right"], 1, 12)
+    sides = [vocab.encode("a red circle on the left")[1:], vocab.encode("a red circle on the right")[1:]]
+    tokens = torch.tensor(sides * 2)                    # image 0's two samples, then image 1's: left, right
+    monkeypatch.setattr(scst, "sample_captions", lambda *a: (tokens, torch.zeros(4, requires_grad=True)))
+    others = {k: [tokenize(f"a {c} dog runs on the {g}")] for k, (c, g) in enumerate(
+        [("brown", "grass"), ("black", "beach"), ("white", "snow"), ("small", "road")])}
+    rewarder = reward_references({7: [tokenize(r) for r in refs], 8: [tokenize(r) for r in refs], **others})
+    rewards = []
+    monkeypatch.setattr(rewarder, "score", lambda key, words, score=rewarder.score: rewards.append(score(key, words))
+                        or rewards[-1])
+    scst.scst_loss(None, None, [7, 8], rewarder, vocab, 2, 12, flipped=np.array([False, True]))
+    as_shown, mirrored = rewards[:2], rewards[2:]
+    assert as_shown[0] > as_shown[1]          # the image itself: "left" is right
+    assert mirrored[1] > mirrored[0]          # its mirror: "right" is

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -106,3 +107,68 @@ def test_ddp_on_two_gloo_processes_matches_one_process(tmp_path):
     assert losses1 == pytest.approx(losses2, rel=1e-4)           # stated tolerance: 1e-4 relative
     for k in weights1:
         assert torch.allclose(weights1[k], weights2[k], atol=1e-4), k
+
+
+def test_patience_under_ddp_stops_every_rank_at_rank_0s_epoch(tmp_path):
+    """Rank 1's validation keeps improving, rank 0's does not: both stop where rank 0 decides (after epoch 4),
+    where ranks deciding alone would leave one waiting for the other's gradients forever."""
+    scores = [[1.0, 2.0, 1.5, 1.5, 1.5, 1.5], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]
+    env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1", "TOY_SCORES_BY_RANK": json.dumps(scores)}
+    out = tmp_path / "ddp.safetensors"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(HERE / "train_toy.py"), str(tmp_path / "state"), str(out), "show_tell", "0", "0", "fp32"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the ranks deadlocked: they disagreed on when to stop")
+    assert proc.returncode == 0, log[-3000:]
+    epochs = [json.loads(Path(f"{out}.rank{r}.epochs").read_text()) for r in (0, 1)]
+    assert epochs == [[1, 2, 3, 4], [1, 2, 3, 4]]
+
+
+def test_a_resumed_run_keeps_the_loss_scale_float16_training_had_reached(tmp_path):
+    """The GradScaler's state is in the checkpoint: a resume does not restart float16 loss scaling from its
+    initial scale (the CPU scaler stands in for the CUDA one; CUDA random states need a GPU to check)."""
+    from torch import nn
+
+    from captioning.train.driver import EpochDriver, Optimisation, Validation, make_scheduler
+
+    class Steps:
+        name, label, settings = "xe", "toy", ""
+
+        def __init__(self, model, optimisation, epochs):
+            self.model, self.optimisation, self.epochs, self.scales = model, optimisation, epochs, []
+
+        def start(self, state):
+            pass
+
+        def prepare(self):
+            pass
+
+        def epoch_batches(self, epoch):
+            return [np.arange(4)] * 3
+
+        def step(self, batch, epoch):
+            self.scales.append(self.optimisation.scaler.get_scale())
+            loss = self.model(torch.ones(4, 2)).pow(2).mean()
+            self.optimisation.update(loss)
+            return {"loss": loss.item()}
+
+        def validate(self, epoch):
+            return Validation(-epoch, {"val_bleu_4": 0.0, "val_cider": 0.0})
+
+    def run(epochs):
+        torch.manual_seed(0)
+        model = nn.Linear(2, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=1)   # doubles every step
+        optimisation = Optimisation(optimizer, make_scheduler(optimizer, "constant", 1), scaler, 0.0, model)
+        phase = Steps(model, optimisation, epochs)
+        EpochDriver(model, optimisation, tmp_path, {"run": "scale"}, None, 100).run([phase])
+        return phase.scales
+
+    assert run(1) == [2.0 ** 10, 2.0 ** 11, 2.0 ** 12]
+    assert run(2) == [2.0 ** 13, 2.0 ** 14, 2.0 ** 15]       # resumed at epoch 2

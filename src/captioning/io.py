@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,15 +21,30 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_file_beside(path, suffix + ".tmp")
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _new_file_beside(path: Path, suffix: str) -> Path:
+    """An empty file with a fresh name in `path`'s folder, with the permissions `open(path, "w")` would give.
+
+    tempfile.mkstemp creates its files 0600, and the rename keeps that: outputs unreadable to the rest of
+    a shared machine. Mode 0666 lets the umask (and a folder's default ACL) decide, as for any new file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(tempfile.TMP_MAX):
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            os.close(os.open(candidate, flags, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

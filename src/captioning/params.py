@@ -51,6 +51,9 @@ class ResizeParams(Section):
     image_size: int = Field(224, ge=32, le=2048, description="side of the square images written, pixels")
     mode: Literal["squash", "crop"] = "squash"
     workers: Optional[int] = Field(None, ge=1, description="processes; null = every core")
+    max_skipped: float = Field(0.05, ge=0, le=1, description=(
+        "share of a split's images that may be skipped as unreadable or missing before resize fails; "
+        "a split left with no image fails at any value"))
 
 
 class VocabParams(Section):

@@ -1,10 +1,12 @@
 """Beam search, batched over images *and* beams in one tensor program; beam 1 is greedy decoding.
 
-Semantics (the test's one-image-at-a-time reference follows the same rules):
+Semantics (the test's one-image-at-a-time reference, which never stops early, gives the same captions):
+- <pad>, <start> and <unk> are never chosen (forbid_special_tokens, shared with every sampler);
 - every step keeps the `beam_size` best expansions of the live beams;
 - an expansion that emits <end> becomes a finished hypothesis (its slot is then dead);
-- an image is done when it has `beam_size` finished hypotheses, or after `max_length` tokens;
-- the best finished hypothesis wins, scored by log-probability / length**length_penalty;
+- the best finished hypothesis wins, scored by log-probability / length**length_penalty (length counts <end>);
+- an image is done when none of its live beams can still finish above its best finished hypothesis, or
+  after `max_length` tokens: stopping early never changes the result of searching on to `max_length`;
   when no beam finished within `max_length`, the best unfinished beam is returned (never nothing).
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Optional
 import torch
 
 from captioning.models.decoders import Decoder, ImageFeatures
+from captioning.models.decoders.base import forbid_special_tokens
 
 
 @dataclass
@@ -26,6 +29,21 @@ class Hypothesis:
 
 def _normalise(logp: float, length: int, length_penalty: float) -> float:
     return logp / (max(length, 1) ** length_penalty) if length_penalty else logp
+
+
+def _best_reachable(scores: torch.Tensor, length: int, max_length: int, length_penalty: float) -> torch.Tensor:
+    """Per image, an upper bound on the score any of its live beams ([images, k] log-probabilities, each
+    `length` tokens long) can still finish with.
+
+    A beam with log-probability s <= 0 finishes at some length L in [length + 1, max_length] with a
+    log-probability s' <= s (every token costs), so with p = length_penalty >= 0 its score is
+    s' / L**p <= s / L**p <= s / max_length**p: dividing a loss by a larger length shrinks it, so the
+    best case is the longest caption (for p < 0 it would be the shortest, length + 1; both ends are taken,
+    so the bound holds either way). s / L**p rises with s, so the best live beam bounds the image."""
+    best = torch.nan_to_num(scores, nan=float("-inf")).max(dim=1).values
+    if not length_penalty:
+        return best
+    return torch.maximum(best / (length + 1) ** length_penalty, best / max_length ** length_penalty)
 
 
 @torch.inference_mode()
@@ -45,7 +63,7 @@ def beam_search(decoder: Decoder, features: ImageFeatures, start_id: int, end_id
 
     for t in range(max_length):
         logits, state, alpha = decoder.step(tokens, state)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        logp = torch.log_softmax(forbid_special_tokens(logits.float()), dim=-1)
         vocab_size = logp.shape[1]
         n = len(active)
         top_scores, top_idx = (scores.view(-1, 1) + logp).view(n, k * vocab_size).topk(k, dim=1)
@@ -66,8 +84,10 @@ def beam_search(decoder: Decoder, features: ImageFeatures, start_id: int, end_id
         scores = top_scores.masked_fill(ended, float("-inf"))
         tokens = words.view(-1)
 
-        done = torch.tensor([len(finished[int(a)]) >= k for a in active], device=device)
-        done |= ~torch.isfinite(scores).any(dim=1)
+        best_finished = torch.tensor([max((h.score for h in finished[int(a)]), default=float("-inf"))
+                                      for a in active], dtype=torch.float64)     # as exact as the scores
+        reachable = _best_reachable(scores.cpu().double(), t + 1, max_length, length_penalty)
+        done = (best_finished >= reachable).to(device) | ~torch.isfinite(scores).any(dim=1)
         for i in done.nonzero().view(-1).tolist():        # every image leaves with a caption, even if all
             image = int(active[i])                         # its beams went non-finite (NaN logits)
             if not finished[image]:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from captioning.features.store import GRID, IDS, META, MIRRORED_GRID, MIRRORED_POOLED, POOLED
 from captioning.io import atomic_path, atomic_write_json, file_digest
 from captioning.models.encoders import EncoderSpec, build_encoder
-from captioning.train.device import pick_device, set_cpu_threads
+from captioning.train.device import autocast_context, pick_device, set_cpu_threads
 
 
 class ImageFolder(Dataset):
@@ -122,7 +122,7 @@ def _write_arrays(encoder, loader: DataLoader, dev: torch.device, spec: EncoderS
         pooled = np.lib.format.open_memmap(pooled_tmp, mode="w+", dtype=np.float16, shape=(n, d))
         grid = np.lib.format.open_memmap(grid_tmp, mode="w+", dtype=np.float16, shape=(n, h * w, d))
         row = 0
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=dev.type == "cuda"):
+        with torch.inference_mode(), autocast_context(dev, torch.float16 if dev.type == "cuda" else None):
             for images in tqdm(loader, desc=label, unit="batch", mininterval=2):
                 images = images.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 p, g = encoder(images)

@@ -25,7 +25,7 @@ from captioning.text.tokenizer import detokenize, tokenize
 from captioning.train import distributed
 from captioning.train.captions import CaptionPairs, image_grouped_batches
 from captioning.train.checkpoint import run_key
-from captioning.train.device import autocast_dtype, pick_device, set_cpu_threads
+from captioning.train.device import autocast_context, autocast_dtype, pick_device, set_cpu_threads
 from captioning.train.driver import EpochDriver, Optimisation, RunState, Validation, make_scheduler
 from captioning.train.live_log import LiveLog
 from captioning.train.logs import model_record, training_summary
@@ -114,7 +114,7 @@ class FineTuningPhase:
         pairs = self.data["pairs"]
         distinct, index = np.unique(pairs.rows[idx], return_inverse=True)
         labels = torch.from_numpy(pairs.tokens[idx, :int(pairs.lengths[idx].max())]).to(self.device)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        with autocast_context(self.device, self.amp_dtype):
             loss = caption_loss(self.model, self.data["train_images"].load(distinct).to(self.device),
                                 torch.from_numpy(index.reshape(-1)).to(self.device), labels, self.p.label_smoothing)
         self.optimisation.update(loss)

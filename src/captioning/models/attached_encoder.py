@@ -47,7 +47,7 @@ class ImageRows:
 
 
 def attach_encoder(decoder: Decoder, name: str, weights: str, from_scratch: bool = False) -> EncoderSpec:
-    """Make the encoder a submodule of the decoder (so one state dict holds both), frozen until `unfreeze`.
+    """Make the encoder a submodule of the decoder (so one state dict holds both), frozen until `set_encoder_training`.
     `from_scratch`: it trains from random weights, so its BatchNorm learns statistics instead of keeping them."""
     spec, encoder = build_encoder(name, weights)      # frozen: no parameter requires a gradient
     encoder.from_scratch = from_scratch
@@ -65,9 +65,15 @@ def tunable_parameters(decoder: nn.Module, blocks: Optional[int]) -> list[nn.Par
     return [q for stage in chosen for q in stage.parameters()]
 
 
-def unfreeze(decoder: nn.Module, blocks: Optional[int]) -> None:
-    for q in tunable_parameters(decoder, blocks):
-        q.requires_grad_(True)
+def set_encoder_training(decoder: nn.Module, trains: bool, blocks: Optional[int]) -> None:
+    """The attached encoder's last `blocks` stages train (`trains`) or the whole encoder is frozen."""
+    encoder = image_encoder(decoder)
+    if encoder is None:
+        return
+    encoder.requires_grad_(False)
+    if trains:
+        for q in tunable_parameters(decoder, blocks):
+            q.requires_grad_(True)
 
 
 def active_encoder(decoder: nn.Module) -> Optional[nn.Module]:

@@ -8,12 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from captioning.models.attached_encoder import active_encoder, keep_encoder_frozen_statistics
+from captioning.models.attached_encoder import active_encoder, keep_encoder_frozen_statistics, set_encoder_training
 from captioning.models.decoders import Decoder
 from captioning.params import TrainParams
 from captioning.text.vocabulary import Vocabulary
 from captioning.train import distributed
 from captioning.train.captions import epoch_batches, image_grouped_batches
+from captioning.train.device import autocast_context
 from captioning.train.driver import Optimisation, RunState, Validation
 from captioning.train.split_data import SplitData
 from captioning.train.validate import greedy_scores
@@ -37,7 +38,7 @@ def validation_loss(decoder: Decoder, data: SplitData, p: TrainParams, device, a
         tokens = torch.from_numpy(data.pairs.tokens[idx]).to(device)
         feats = data.caption_features(data.pairs.rows[idx], device, p.zero_features, decoder.needs_grid,
                                       decoder.shares_image_work, active_encoder(decoder))
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with autocast_context(device, amp_dtype):
             logits = decoder(feats, tokens[:, :-1])
         mask = tokens[:, 1:] != 0
         total += float(nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
@@ -63,6 +64,11 @@ class CrossEntropyPhase:
     def start(self, state: RunState) -> None:
         pass
 
+    def prepare(self) -> None:
+        """The encoder trains from the first epoch only with finetune_encoder (the fine-tuning epochs thaw it
+        later)."""
+        set_encoder_training(self.decoder, self.p.finetune_encoder, self.p.finetune_blocks)
+
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         self.decoder.train()
         keep_encoder_frozen_statistics(self.decoder)
@@ -77,8 +83,8 @@ class CrossEntropyPhase:
         length = int(train.pairs.lengths[idx].max())
         n_tokens = max(int((train.pairs.tokens[idx, 1:length] != self.vocab.pad_id).sum()), 1)
         mine = distributed.shard(idx)
-        tokens = torch.from_numpy(train.pairs.tokens[mine, :length]).to(self.device)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        tokens = torch.from_numpy(train.caption_tokens(mine, length, active_encoder(decoder))).to(self.device)
+        with autocast_context(self.device, self.amp_dtype):
             feats = train.caption_features(train.pairs.rows[mine], self.device, p.zero_features, decoder.needs_grid,
                                            decoder.shares_image_work, active_encoder(decoder))   # encoder in bf16 too
             logits = self.model(feats, tokens[:, :-1])

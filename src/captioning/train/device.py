@@ -1,9 +1,10 @@
 """Device choice and CPU threading."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
-from typing import Optional
+from typing import ContextManager, Optional
 
 import torch
 
@@ -81,3 +82,14 @@ def autocast_dtype(device: torch.device, precision: str) -> Optional[torch.dtype
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
+
+
+def autocast_context(device: torch.device, amp_dtype: Optional[torch.dtype]) -> ContextManager:
+    """The forward pass's reduced-precision region, or no region at all for float32.
+
+    A disabled torch.autocast is not a no-op everywhere: some torch builds refuse to construct one for
+    device types they cannot autocast (MPS in torch 2.4), even with enabled=False.
+    """
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=amp_dtype)

@@ -2,7 +2,12 @@
 
 Every rank builds the same global batches (same seed), takes its slice of each, and scales its summed
 loss by the global token count, so the all-reduced gradient equals that of one process running the
-whole global batch. Rank 0 alone writes checkpoints, logs and the model.
+whole global batch. Each rank draws its own dropout (the seed offset by its rank, as nanoGPT does);
+decisions that end a phase or keep an epoch are rank 0's, so ranks cannot disagree and wait on each
+other forever. Rank 0 alone writes checkpoints, logs and the model.
+
+On GPUs the group has both backends ("cpu:gloo,cuda:nccl"): NCCL reduces only CUDA tensors, and the
+logged values, decisions and random states travel as CPU objects.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ def init(device_name: str = "auto") -> torch.device | None:
     if not launched_by_torchrun() or dist.is_initialized():
         return None
     use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
     if use_cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
@@ -63,6 +68,32 @@ def global_mean(value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item()) / world
+
+
+def seed_rank(seed: int) -> None:
+    """After the model is built (DDP gives every rank rank 0's weights): each rank its own random stream."""
+    rank, world = rank_and_world()
+    if world > 1:
+        torch.manual_seed(seed + rank)
+
+
+def from_main(value: float) -> float:
+    """Rank 0's value on every rank."""
+    if rank_and_world()[1] == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
+def gather_to_main(obj: object) -> list:
+    """Every rank's `obj`, in rank order (a collective: all ranks call it; only rank 0's list is complete)."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return [obj]
+    out = [None] * world if rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out or []
 
 
 def is_main() -> bool:

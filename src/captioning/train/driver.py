@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from captioning.train import distributed
 from captioning.train.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -35,6 +36,14 @@ class TrainResult:
     step_log: list = field(default_factory=list)     # [step, epoch, "loss" | "reward", value]
     epoch_log: list = field(default_factory=list)    # dicts per epoch
     seconds: float = 0.0
+
+    def entry(self, epoch: int) -> dict:
+        """The log entry of `epoch` (1-based); empty if it never ran. Epoch numbers skip the rest of a phase
+        that patience ended, so the log's position is not the epoch number."""
+        return next((e for e in self.epoch_log if e["epoch"] == epoch), {})
+
+    def best_entry(self) -> dict:
+        return self.entry(self.best_epoch) if self.best_epoch else {}
 
 
 @dataclass
@@ -73,6 +82,9 @@ class Phase(Protocol):
 
     def start(self, state: RunState) -> None:
         """Before the phase's first epoch (not when a run resumes inside the phase)."""
+
+    def prepare(self) -> None:
+        """Whenever the phase is entered, resumed into included: which parts of the model train."""
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The epoch's batches, in their seeded order; also puts the model in training mode."""
@@ -119,7 +131,7 @@ def restart_from_best(model: nn.Module, optimisation: Optimisation, state: RunSt
     for group in optimisation.optimizer.param_groups:
         group["lr"] = lr
     state.stale = 0
-    return result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
+    return result.best_entry()
 
 
 def phase_starts(phases: list[Phase]) -> list[int]:
@@ -145,6 +157,7 @@ class EpochDriver:
                 continue
             if state.epoch < first:               # the phase before stopped early (patience)
                 state.epoch, state.batch = first, 0
+            phase.prepare()
             if (state.epoch, state.batch) == (first, 0):
                 phase.start(state)
             while state.epoch < end and not (self.patience and state.stale >= self.patience):
@@ -174,7 +187,7 @@ class EpochDriver:
     def _end_epoch(self, phase: Phase, state: RunState) -> None:
         result, epoch = state.result, state.epoch
         validation = phase.validate(epoch)
-        improved = validation.score > state.best_score
+        improved = distributed.from_main(validation.score) > state.best_score
         if improved:
             result.best_state, result.best_epoch = copy.deepcopy(self.model.state_dict()), epoch + 1
             state.best_score, state.stale = validation.score, 0
@@ -186,19 +199,21 @@ class EpochDriver:
                                  **validation.log, "lr": self.optimisation.optimizer.param_groups[0]["lr"]})
         print(epoch_summary(result.epoch_log[-1]))
         state.epoch, state.batch = epoch + 1, 0
-        result.epochs_run = state.epoch
+        result.epochs_run = len(result.epoch_log)     # epochs trained: patience skips numbers
         self._checkpoint(state)
         if self.log:
             self.log.epoch(result.epoch_log[-1])
 
     def _checkpoint(self, state: RunState) -> None:
+        randomness = distributed.gather_to_main(random_states())    # each rank's own streams
         if not self.is_main:
             return
         result, opt = state.result, self.optimisation
         save_checkpoint(self.state_dir, {
             "run_key": self.run_id, "phase_settings": self._settings, "epoch": state.epoch, "batch": state.batch,
             "step": state.step, "model": self.model.state_dict(), "optimizer": opt.optimizer.state_dict(),
-            "scheduler": opt.scheduler.state_dict(), "rng": torch.get_rng_state(), "best_score": state.best_score,
+            "scheduler": opt.scheduler.state_dict(), "scaler": opt.scaler.state_dict(), "random": randomness,
+            "best_score": state.best_score,
             "stale": state.stale, "best_model": result.best_state, "best_epoch": result.best_epoch,
             "step_log": result.step_log, "epoch_log": result.epoch_log,
             "seconds": result.seconds + (time.perf_counter() - self._started)})
@@ -217,8 +232,10 @@ class EpochDriver:
         self.model.load_state_dict(saved["model"])
         self.optimisation.optimizer.load_state_dict(saved["optimizer"])
         self.optimisation.scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
-        result = TrainResult(saved["best_model"], saved["best_epoch"], saved["epoch"], saved["step_log"],
+        restore_random_states(saved["random"])
+        if saved.get("scaler"):           # float16 loss scaling goes on at the scale it had reached
+            self.optimisation.scaler.load_state_dict(saved["scaler"])
+        result = TrainResult(saved["best_model"], saved["best_epoch"], len(saved["epoch_log"]), saved["step_log"],
                              saved["epoch_log"], saved["seconds"])
         total = sum(p.epochs for p in phases)
         if saved["epoch"] > total:
@@ -227,6 +244,24 @@ class EpochDriver:
         else:
             print(f"train: resuming at epoch {saved['epoch'] + 1}, batch {saved['batch']} (step {saved['step']})")
         return RunState(result, saved["epoch"], saved["batch"], saved["step"], saved["best_score"], saved["stale"])
+
+
+def random_states() -> dict:
+    """The CPU generator and, on a GPU, every CUDA device's: dropout and SCST sampling continue the same."""
+    states = {"rng": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_random_states(by_rank: list[dict]) -> None:
+    """This rank's saved streams (rank 0's if the run had fewer ranks)."""
+    rank = distributed.rank_and_world()[0]
+    saved = by_rank[rank] if rank < len(by_rank) else by_rank[0]
+    torch.set_rng_state(saved["rng"])
+    cuda = saved.get("cuda_rng")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _epoch_mean(step_log: list, epoch: int, name: str) -> Optional[float]:

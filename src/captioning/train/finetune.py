@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
-from captioning.models.attached_encoder import unfreeze
+from captioning.models.attached_encoder import set_encoder_training
 from captioning.models.decoders import Decoder
 from captioning.params import TrainParams
 from captioning.text.vocabulary import Vocabulary
@@ -37,6 +36,5 @@ class FineTuningPhase(CrossEntropyPhase):
         by_cider = self.p.select == "cider"
         state.best_score = best.get("val_cider", -math.inf) if by_cider else -best.get("val_loss", math.inf)
 
-    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        unfreeze(self.decoder, self.p.finetune_blocks)     # also when resumed inside this phase
-        return super().epoch_batches(epoch)
+    def prepare(self) -> None:
+        set_encoder_training(self.decoder, True, self.p.finetune_blocks)

@@ -14,7 +14,7 @@ def _last(result: TrainResult, key: str):
 def training_summary(result: TrainResult, device, amp_dtype, captions: int, parameters: int, **extra) -> dict:
     """metrics/train.json: epochs run, the kept epoch and its validation scores, time, and what a rerun needs
     to give the same bits: the training precision, the processor and the CPU threads (README: Reproducibility)."""
-    best = result.epoch_log[result.best_epoch - 1] if result.best_epoch else {}
+    best = result.best_entry()
     return {"epochs": result.epochs_run, "best_epoch": result.best_epoch, "device": str(device),
             "precision": precision_name(amp_dtype), "processor": processor_name(device),
             "cpu_threads": torch.get_num_threads(),

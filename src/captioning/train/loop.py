@@ -52,6 +52,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     decoder.to(device)
     check_single_process(decoder, p)
     model = distributed.wrap(decoder, device)          # the decoder itself unless under torchrun
+    distributed.seed_rank(seed)
     optimizer = torch.optim.Adam(parameter_groups(decoder, p))
     steps_per_epoch = len(caption_batches(train, p, decoder, seed, 0))
     amp_dtype = autocast_dtype(device, p.precision)

@@ -9,7 +9,7 @@ from captioning.code_deps import module_digest
 from captioning.features.store import FeatureStore
 from captioning.io import atomic_write_json, file_digest
 from captioning.models.artifact import CaptionModel, save_model
-from captioning.models.attached_encoder import ImageRows, attach_encoder, image_encoder, unfreeze
+from captioning.models.attached_encoder import ImageRows, attach_encoder, image_encoder
 from captioning.models.decoders import DecoderConfig, build_decoder
 from captioning.params import Params
 from captioning.text.vocabulary import Vocabulary
@@ -53,8 +53,6 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
     if p.finetune_encoder or p.finetune_epochs:   # the encoder trains too, from the images of the same rows
         spec = attach_encoder(decoder, meta["encoder"], meta["weights"],
                               from_scratch=p.finetune_encoder and meta["weights"] == "none")
-        if p.finetune_encoder:                     # from the first epoch (else when the fine-tuning epochs begin)
-            unfreeze(decoder, p.finetune_blocks)
         train.images = ImageRows(images_dir / "train", train.ids, spec)
         val.images = ImageRows(images_dir / "val", val.ids, spec)
     device = distributed.init(p.device) or pick_device(p.device)   # under torchrun: this rank's device

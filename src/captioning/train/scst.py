@@ -12,20 +12,23 @@ on the", and SCST learns to stop mid-phrase ("bad endings", fixed the same way i
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 import torch
 
-from captioning.models.attached_encoder import active_encoder, keep_encoder_frozen_statistics
+from captioning.models.attached_encoder import active_encoder, keep_encoder_frozen_statistics, set_encoder_training
 from captioning.models.decoders import Decoder, ImageFeatures
+from captioning.models.decoders.base import forbid_special_tokens
 from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
 from captioning.text.vocabulary import Vocabulary
 from captioning.train.captions import image_batches
 from captioning.train.checkpoint import fingerprint
 from captioning.train.cider_reward import CiderD
+from captioning.train.device import autocast_context
 from captioning.train.driver import Optimisation, RunState, Validation, restart_from_best
-from captioning.train.split_data import SplitData
+from captioning.train.split_data import SplitData, mirror_words
 from captioning.train.validate import greedy_scores
 
 END_WORD = "<eos>"
@@ -38,8 +41,9 @@ def reward_references(references: dict[int, list[list[str]]]) -> CiderD:
 
 def sample_captions(decoder: Decoder, feats: ImageFeatures, samples: int, start_id: int, end_id: int,
                     max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial samples, `samples` per image (image-major). Returns tokens [B*S, T] (0 after <end>)
-    and the summed log-probability of each caption (with gradient), <end> included."""
+    """Multinomial samples, `samples` per image (image-major), never <pad>, <start> or <unk>. Returns tokens
+    [B*S, T] (0 after <end>) and the summed log-probability of each caption under that sampling distribution
+    (with gradient), <end> included."""
     n = feats.pooled.shape[0] * samples
     index = torch.arange(feats.pooled.shape[0], device=feats.pooled.device).repeat_interleave(samples)
     state = decoder.select(decoder.init_state(feats), index)      # per-image work once, then rows per sample
@@ -49,7 +53,7 @@ def sample_captions(decoder: Decoder, feats: ImageFeatures, samples: int, start_
     out = []
     for _ in range(max_length + 1):        # max_length words plus <end>
         logits, state, _ = decoder.step(token, state)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        logp = torch.log_softmax(forbid_special_tokens(logits.float()), dim=-1)
         token = torch.multinomial(logp.detach().exp(), 1).squeeze(1)
         logprob = logprob + torch.where(alive, logp.gather(1, token[:, None]).squeeze(1), torch.zeros_like(logprob))
         token = torch.where(alive, token, torch.zeros_like(token))
@@ -77,10 +81,13 @@ def words_of(tokens: torch.Tensor, vocab: Vocabulary, mark_end: bool = False) ->
 
 
 def scst_loss(decoder: Decoder, feats: ImageFeatures, keys: list[int], reward: CiderD, vocab: Vocabulary,
-              samples: int, max_length: int) -> tuple[torch.Tensor, float]:
-    """`reward` from reward_references. Summed policy-gradient loss over the batch's captions and their mean reward."""
+              samples: int, max_length: int, flipped: Optional[np.ndarray] = None) -> tuple[torch.Tensor, float]:
+    """`reward` from reward_references. Summed policy-gradient loss over the batch's captions and their mean reward.
+    `flipped`: images shown mirrored, whose samples are scored as the references' mirror (left and right swapped)."""
     tokens, logprob = sample_captions(decoder, feats, samples, vocab.start_id, vocab.end_id, max_length)
     captions = words_of(tokens, vocab, mark_end=True)
+    if flipped is not None:
+        captions = [mirror_words(c) if flipped[i // samples] else c for i, c in enumerate(captions)]
     rewards = torch.tensor([reward.score(keys[i // samples], c) for i, c in enumerate(captions)],
                            dtype=torch.float32).view(-1, samples)
     baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / max(samples - 1, 1)
@@ -107,6 +114,12 @@ class SelfCriticalPhase:
         best = restart_from_best(self.decoder, self.optimisation, state, self.p.scst_lr)
         state.best_score = best.get("val_cider", -math.inf)
 
+    def prepare(self) -> None:
+        """The encoder's last stages go on training when the run trains them (fine-tuning epochs or
+        finetune_encoder), the same after a resume inside this phase as in an uninterrupted run."""
+        p = self.p
+        set_encoder_training(self.decoder, p.finetune_encoder or p.finetune_epochs > 0, p.finetune_blocks)
+
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         if self.rewarder is None:
             train = self.train
@@ -120,9 +133,10 @@ class SelfCriticalPhase:
     def step(self, idx: np.ndarray, epoch: int) -> dict[str, float]:
         p, decoder = self.p, self.decoder
         feats = self.train.features(idx, self.device, p.zero_features, decoder.needs_grid, active_encoder(decoder))
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        with autocast_context(self.device, self.amp_dtype):
+            flipped = self.train.flipped(idx, active_encoder(decoder))
             loss, reward = scst_loss(decoder, feats, [self.train.ids[r] for r in idx], self.rewarder, self.vocab,
-                                     p.scst_samples, self.vocab.max_length)
+                                     p.scst_samples, self.vocab.max_length, flipped)
         self.optimisation.update(loss / (len(idx) * p.scst_samples))
         return {"reward": reward}
 

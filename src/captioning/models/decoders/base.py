@@ -12,7 +12,22 @@ from typing import Optional
 import torch
 from torch import nn
 
+from captioning.text.vocabulary import Vocabulary
+
 State = dict[str, torch.Tensor]
+
+# Tokens no sampler may emit: <pad> and <start> are not words (a caption would silently lose them, and
+# <pad> reads as its end), and a captioner should never write <unk>. <end> stays: it ends a caption.
+NEVER_GENERATED = (Vocabulary.pad_id, Vocabulary.start_id, Vocabulary.unk_id)
+
+
+def forbid_special_tokens(logits: torch.Tensor) -> torch.Tensor:
+    """`logits` [..., V] with NEVER_GENERATED at -inf, so softmax, sampling, argmax and beams skip them.
+
+    Every sampler (greedy, beam search, SCST sampling) uses this one mask, so they decode the same
+    distribution; its log-softmax renormalises over the words a caption may contain."""
+    forbidden = torch.tensor(NEVER_GENERATED, device=logits.device)
+    return logits.index_fill(-1, forbidden, float("-inf"))
 
 
 @dataclass
