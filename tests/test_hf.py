@@ -159,3 +159,42 @@ def test_options_the_pretrained_captioner_cannot_honour_are_refused():
         parse_params({"train": {"decoder": "vit_gpt2", "scst_epochs": 2}})
     parse_params({"train": {"decoder": "vit_gpt2"}})
     parse_params({"train": {"decoder": "show_tell", "scst_epochs": 2}})
+
+
+def test_one_loader_opens_a_vit_gpt2_folder_for_decoding_plots_and_predict(tmp_path, shared_data):
+    """The model folder's kind is read in one place; a vit_gpt2 folder that records its resize gets photos
+    resized so, one that records none as before (the photo squashed to the ViT's input)."""
+    import torch
+    from PIL import Image
+
+    from captioning.data.images import resize_image
+    from captioning.hf.artifact import HfCaptionModel, save_hf_model
+    from captioning.hf.pretrained import load_pretrained
+    from captioning.models.artifact import resize_record
+    from captioning.models.loading import Preprocessing, load_model_folder
+    from captioning.plots.run import plot_attention_examples
+    from captioning.predict import Captioner
+
+    captions = [a["caption"] for a in json.loads(
+        (shared_data / "coco_mini" / "annotations" / "captions_train2017.json").read_text())["annotations"]]
+    encoder, decoder = tiny_checkpoints(tmp_path, captions)
+    torch.manual_seed(0)
+    model, tokenizer, spec = load_pretrained(str(encoder), str(decoder))
+    save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": {}}), tmp_path / "before")
+    save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": {}, "preprocessing": resize_record(40, "crop")}),
+                  tmp_path / "recorded")
+    loaded = load_model_folder(tmp_path / "recorded")
+    assert loaded.hf is not None and loaded.ours is None
+    assert loaded.decoder_name == "vit_gpt2" and not loaded.has_attention
+    assert loaded.preprocessing == Preprocessing(40, "crop")
+    assert load_model_folder(tmp_path / "before").preprocessing == Preprocessing()
+
+    plot_attention_examples(tmp_path / "recorded", tmp_path / "no-features", tmp_path, [1], tmp_path / "att.png")
+    assert (tmp_path / "att.png").stat().st_size > 1000          # the panel saying it has no attention
+
+    photo = Image.open(shared_data / "coco_mini" / "val2017" / "000000431848.jpg").convert("RGB")
+    recorded, before = (Captioner.load(tmp_path / folder, "cpu") for folder in ("recorded", "before"))
+    assert torch.equal(recorded.preprocessing.tensor(photo, recorded.spec),
+                       spec.preprocess(resize_image(photo, 40, "crop")))
+    assert torch.equal(before.preprocessing.tensor(photo, before.spec), spec.preprocess(photo))
+    assert isinstance(recorded(photo, beam_size=2, max_length=8), str)

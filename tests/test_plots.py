@@ -61,3 +61,42 @@ def test_score_density_is_scipys_gaussian_kde_without_scipy():
     values = np.random.default_rng(0).random(200)
     xs = np.linspace(0, 1, 50)
     np.testing.assert_allclose(gaussian_density(values, xs), stats.gaussian_kde(values)(xs), rtol=1e-10)
+
+
+def save_small_model(folder, decoder_name):
+    import torch
+
+    from captioning.models.artifact import CaptionModel, save_model
+    from captioning.models.decoders import DecoderConfig, build_decoder
+    from captioning.text.vocabulary import build_vocabulary
+
+    torch.manual_seed(0)
+    vocab, _ = build_vocabulary(["a green picture", "a red square"], 1, 6)
+    decoder = build_decoder(decoder_name, DecoderConfig(len(vocab), 8, 8, 8, 16, 1, 0.0))
+    encoder = {"name": "efficientnet_lite0", "weights": "none", "pooled_dim": 8, "grid_shape": [3, 4, 8]}
+    save_model(CaptionModel(decoder_name, decoder, vocab, encoder, {}), folder)
+    return folder
+
+
+def test_attention_figure_from_a_model_folder_and_a_panel_for_a_decoder_without_attention(tmp_path, image):
+    """The plot stage opens the model folder itself: an attention decoder's maps over the example image, or a
+    small panel saying the decoder has none."""
+    import json
+
+    from captioning.features.store import GRID, IDS, META, POOLED
+    from captioning.plots.run import plot_attention_examples
+
+    features = tmp_path / "features"
+    features.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(features / POOLED, rng.normal(size=(1, 8)).astype(np.float16))
+    np.save(features / GRID, rng.normal(size=(1, 12, 8)).astype(np.float16))
+    (features / IDS).write_text("[7]")
+    (features / META).write_text(json.dumps({"encoder": "efficientnet_lite0", "weights": "none", "pooled_dim": 8,
+                                             "grid_shape": [3, 4, 8]}))
+    image.rename(tmp_path / "7.jpg")
+    for name in ("soft_attention", "show_tell"):
+        plot_attention_examples(save_small_model(tmp_path / name, name), features, tmp_path, [7],
+                                tmp_path / f"{name}.png")
+        assert opens(tmp_path / f"{name}.png")
+    assert (tmp_path / "soft_attention.png").stat().st_size > 3 * (tmp_path / "show_tell.png").stat().st_size

@@ -6,6 +6,8 @@
     captioner([Image.open("a.png"), "b.jpg"])     # -> one caption each
     captioner("photo.jpg", attention=True)        # -> a Caption with words and attention maps
 
+A photo is prepared as the pipeline prepared the model's training images: resized as the resize stage did
+(the `resize.mode` and `resize.image_size` its config records), then the encoder's own preprocessing.
 Decoding defaults to the settings the model was evaluated with (decoding.json, written by the export
 stage), else beam 3 without length normalisation.
 """
@@ -23,13 +25,14 @@ from tqdm import tqdm
 
 from captioning.data.images import BadImage, load_rgb, to_rgb
 from captioning.decode.beam import beam_search
-from captioning.hf.artifact import HfCaptionModel, is_hf_model, load_hf_model
+from captioning.hf.artifact import HfCaptionModel
 from captioning.hf.generate import generate_captions
 from captioning.io import InputError
-from captioning.models.artifact import CaptionModel, decoding_settings, load_model
+from captioning.models.artifact import CaptionModel, decoding_settings
 from captioning.models.attached_encoder import image_encoder
 from captioning.models.decoders import ImageFeatures
 from captioning.models.encoders import build_encoder, encoder_spec
+from captioning.models.loading import load_model_folder
 from captioning.train.device import pick_device, set_cpu_threads
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -67,11 +70,13 @@ class Captioner:
         model_dir = Path(model_dir)
         self.device = pick_device(device)
         self.decoding = decoding_settings(model_dir)
-        self.hf: Optional[HfCaptionModel] = load_hf_model(model_dir, self.device) if is_hf_model(model_dir) else None
-        if self.hf is not None:        # vit_gpt2: its own preprocessing, captions through `generate`
+        self.loaded = loaded = load_model_folder(model_dir, self.device)
+        self.preprocessing = loaded.preprocessing
+        self.hf: Optional[HfCaptionModel] = loaded.hf
+        if self.hf is not None:        # vit_gpt2: its own image size and normalisation, captions through `generate`
             self.model, self.spec, self.encoder = None, self.hf.spec, None
             return
-        self.model: CaptionModel = load_model(model_dir, self.device)
+        self.model: CaptionModel = loaded.ours
         enc = self.model.encoder
         attached = image_encoder(self.model.decoder)       # a fine-tuned encoder travels with the model
         self.spec, encoder = ((encoder_spec(enc["name"]), attached) if attached is not None
@@ -99,15 +104,15 @@ class Captioner:
 
     @property
     def decoder_name(self) -> str:
-        return "vit_gpt2" if self.hf is not None else self.model.decoder_name
+        return self.loaded.decoder_name
 
     @property
     def has_attention(self) -> bool:
-        return self.hf is None and self.model.decoder.has_attention
+        return self.loaded.has_attention
 
     def _prepared(self, item: ImageInput) -> torch.Tensor:
         image = to_rgb(item) if isinstance(item, Image.Image) else load_rgb(item)
-        return self.spec.preprocess(image)
+        return self.preprocessing.tensor(image, self.spec)
 
     def _batches(self, items: list[ImageInput], batch_size: int) -> Iterator[tuple[list[int], dict, torch.Tensor]]:
         """(positions of the readable images, {position: why} of the others, the readable ones' tensors)."""

@@ -10,12 +10,13 @@ from tqdm import tqdm
 
 from captioning.decode.beam import beam_search
 from captioning.features.store import FeatureStore
-from captioning.hf.artifact import is_hf_model
+from captioning.hf.artifact import HfCaptionModel
 from captioning.io import InputError
-from captioning.models.artifact import check_features_match, load_model
+from captioning.models.artifact import check_features_match
 from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder
 from captioning.models.decoders import ImageFeatures
 from captioning.models.encoders import encoder_spec
+from captioning.models.loading import load_model_folder
 from captioning.train.device import pick_device, set_cpu_threads
 
 
@@ -27,12 +28,13 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
     set_cpu_threads()
     dev = pick_device(device)
     store = FeatureStore(features_dir)
-    if is_hf_model(model_dir):       # vit_gpt2 reads the images (same image list as the features)
+    loaded = load_model_folder(model_dir, dev)
+    if loaded.hf is not None:       # vit_gpt2 reads the images (same image list as the features)
         if images_dir is None:
             raise InputError(f"{model_dir}: a vit_gpt2 model reads the images, so decoding needs them (--images)")
-        return decode_hf_images(model_dir, images_dir, list(store.ids), beam_size, max_length, length_penalty,
+        return decode_hf_images(loaded.hf, images_dir, list(store.ids), beam_size, max_length, length_penalty,
                                 batch_size, dev)
-    model = load_model(model_dir, dev)
+    model = loaded.ours
     check_features_match(model, store.meta, str(features_dir))
     zero = bool(model.extra.get("zero_features"))
     need_grid = model.decoder.needs_grid
@@ -57,12 +59,10 @@ def decode_split(model_dir: Path, features_dir: Path, beam_size: int, max_length
     return predictions
 
 
-def decode_hf_images(model_dir: Path, images_dir: Path, ids: list[int], beam_size: int, max_length: int,
+def decode_hf_images(hf: HfCaptionModel, images_dir: Path, ids: list[int], beam_size: int, max_length: int,
                      length_penalty: float, batch_size: int, device) -> list[dict]:
     """vit_gpt2: `generate` on the resized images, batched (beam search through transformers)."""
-    from captioning.hf.artifact import load_hf_model
     from captioning.hf.generate import generate_captions
-    hf = load_hf_model(model_dir, device)
     images = ImageRows(images_dir, ids, hf.spec)
     batch_size = min(batch_size, 32)     # the ViT's activations: keep memory modest
     predictions = []

@@ -19,6 +19,7 @@ from captioning.hf.artifact import HfCaptionModel, save_hf_model
 from captioning.hf.generate import TOKENS_PER_WORD, generate_captions
 from captioning.hf.pretrained import load_pretrained
 from captioning.io import InputError, atomic_write_json, file_digest, folder_digest
+from captioning.models.artifact import resize_record
 from captioning.models.attached_encoder import ImageRows
 from captioning.params import Params, TrainParams
 from captioning.text.tokenizer import detokenize, tokenize
@@ -106,6 +107,9 @@ class FineTuningPhase:
     def start(self, state: RunState) -> None:
         pass
 
+    def prepare(self) -> None:
+        pass       # the whole model trains in every epoch
+
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         self.model.train()
         return image_grouped_batches(self.data["pairs"], self.p.batch_size, self.seed, epoch)
@@ -174,6 +178,8 @@ def run_hf_train(params: Params, subset_dir: Path, images_dir: Path, models_dir:
     summary = training_summary(result, device, phase.amp_dtype, len(data["pairs"]),
                                sum(x.numel() for x in model.parameters()),
                                checkpoints={"encoder": hf.encoder, "decoder": hf.decoder})
-    save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": model_record(summary)}), models_dir)
+    record = {"training": model_record(summary),
+              "preprocessing": resize_record(params.resize.image_size, params.resize.mode)}
+    save_hf_model(HfCaptionModel(model, tokenizer, spec, record), models_dir)
     atomic_write_json(metrics_path, summary)
     return summary

@@ -6,13 +6,12 @@ Loading checks that the weights, the config and the vocabulary agree, and says h
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from captioning.hf.artifact import is_hf_model
 from captioning.io import InputError, atomic_path, atomic_write_json, read_json
 from captioning.models.attached_encoder import attach_encoder
 from captioning.models.decoders import Decoder, DecoderConfig, build_decoder
@@ -38,6 +37,13 @@ class CaptionModel:
     vocab: Vocabulary
     encoder: dict          # {"name", "weights", "pooled_dim", "grid_shape"}: what the features came from
     extra: dict            # training summary (epochs, best epoch, ...) for people reading config.json
+    preprocessing: dict = field(default_factory=dict)   # resize_record(): how the training images were resized
+
+
+def resize_record(image_size: int, mode: str) -> dict:
+    """What config.json keeps of the resize stage (`resize.image_size`, `resize.mode`), so that a photo
+    captioned later is resized as the images the model learnt from were. Read by models/loading.py."""
+    return {"resize": {"image_size": image_size, "mode": mode}}
 
 
 def save_model(model: CaptionModel, out_dir: str | Path) -> None:
@@ -54,19 +60,22 @@ def save_model(model: CaptionModel, out_dir: str | Path) -> None:
         "vocab_size": len(model.vocab),
         "vocab_digest": model.vocab.digest,
         "encoder": model.encoder,
+        **({"preprocessing": model.preprocessing} if model.preprocessing else {}),
         **model.extra,
     })
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> CaptionModel:
+    """This pipeline's own decoders; captioning.models.loading.load_model_folder opens any model folder."""
     model_dir = Path(model_dir)
-    if is_hf_model(model_dir):
-        raise InputError(f"{model_dir}: a vit_gpt2 model; load it with captioning.hf.artifact.load_hf_model")
     for name in (WEIGHTS, CONFIG, VOCAB):
         if not (model_dir / name).exists():
             raise InputError(f"{model_dir / name}: missing; a model folder holds {WEIGHTS}, {CONFIG} and {VOCAB}"
                              " (train one with `dvc repro train`)")
     config = read_json(model_dir / CONFIG)
+    if "decoder_config" not in config:
+        raise InputError(f"{model_dir / CONFIG}: not a model of this pipeline's decoders (no decoder_config); "
+                         "open a model folder of any kind with captioning.models.loading.load_model_folder")
     vocab = Vocabulary.load(model_dir / VOCAB)
     if config.get("vocab_digest") != vocab.digest or config.get("vocab_size") != len(vocab):
         raise InputError(f"{model_dir / VOCAB} does not belong to this model (config says {config.get('vocab_size')} "
@@ -80,9 +89,10 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Cap
     except RuntimeError as e:
         raise InputError(f"{model_dir / WEIGHTS} does not match {model_dir / CONFIG}: {e}") from None
     decoder.to(device).eval()
-    extra = {k: v for k, v in config.items()
-             if k not in ("format_version", "decoder", "decoder_config", "vocab_size", "vocab_digest", "encoder")}
-    return CaptionModel(config["decoder"], decoder, vocab, config["encoder"], extra)
+    known = ("format_version", "decoder", "decoder_config", "vocab_size", "vocab_digest", "encoder", "preprocessing")
+    extra = {k: v for k, v in config.items() if k not in known}
+    # a folder written before the preprocessing was recorded has none: {} (the photo goes straight to the encoder)
+    return CaptionModel(config["decoder"], decoder, vocab, config["encoder"], extra, config.get("preprocessing", {}))
 
 
 def check_features_match(model: CaptionModel, features_meta: dict, where: str) -> None:

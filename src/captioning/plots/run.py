@@ -11,11 +11,10 @@ from captioning.data.coco import load_captions, references_of
 from captioning.decode.beam import beam_search
 from captioning.evaluate.run import load_predictions
 from captioning.features.store import FeatureStore
-from captioning.hf.artifact import is_hf_model
-from captioning.models.artifact import load_model
 from captioning.models.attached_encoder import ImageRows, encode_images, image_encoder
 from captioning.models.decoders import ImageFeatures
 from captioning.models.encoders import encoder_spec
+from captioning.models.loading import load_model_folder
 from captioning.plots.attention import plot_attention
 from captioning.plots.curves import plot_training_curves
 from captioning.plots.examples import plot_examples
@@ -27,13 +26,13 @@ from captioning.plots.words import plot_word_frequencies
 def plot_attention_examples(model_dir: Path, features_dir: Path, image_dir: Path, image_ids: list[int],
                             out_png: Path) -> None:
     """One attention figure (first example image) or a panel saying the decoder has no attention."""
-    model = None if is_hf_model(model_dir) else load_model(model_dir)
-    if model is None or not model.decoder.has_attention or not image_ids:
+    loaded = load_model_folder(model_dir)
+    if not loaded.has_attention or not image_ids:
         fig, ax = plt.subplots(figsize=(5, 1.5))
-        name = "vit_gpt2" if model is None else model.decoder_name
-        no_data(ax, f"decoder {name!r} has no attention over the image's grid to show")
+        no_data(ax, f"decoder {loaded.decoder_name!r} has no attention over the image's grid to show")
         save_png(fig, out_png)
         return
+    model = loaded.ours
     store = FeatureStore(features_dir)
     row = store.row_of[image_ids[0]]
     encoder = image_encoder(model.decoder)

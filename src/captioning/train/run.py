@@ -8,7 +8,7 @@ import torch
 from captioning.code_deps import module_digest
 from captioning.features.store import FeatureStore
 from captioning.io import atomic_write_json, file_digest
-from captioning.models.artifact import CaptionModel, save_model
+from captioning.models.artifact import CaptionModel, resize_record, save_model
 from captioning.models.attached_encoder import ImageRows, attach_encoder, image_encoder
 from captioning.models.decoders import DecoderConfig, build_decoder
 from captioning.params import Params
@@ -71,7 +71,8 @@ def run_train(params: Params, features_dir: Path, subset_dir: Path, vocab_path: 
     summary = training_summary(result, device, autocast_dtype(device, p.precision), len(train.pairs),
                                sum(x.numel() for x in decoder.parameters()), scst_epochs=p.scst_epochs)
     save_model(CaptionModel(p.decoder, decoder, vocab, encoder,
-                            {"zero_features": p.zero_features, "training": model_record(summary)}), models_dir)
+                            {"zero_features": p.zero_features, "training": model_record(summary)},
+                            resize_record(params.resize.image_size, params.resize.mode)), models_dir)
     atomic_write_json(metrics_path, summary)
     distributed.shutdown()
     return summary
