@@ -84,3 +84,21 @@ def test_a_stage_outlives_no_parent(tmp_path, shell):
 
 def stage_like(pid: int) -> list[psutil.Process]:
     return [c for c in psutil.Process(pid).children(recursive=True) if "child.py" in " ".join(c.cmdline())]
+
+
+def test_a_stages_forked_workers_die_on_sigterm_at_once(tmp_path):
+    """`Pool.terminate` SIGTERMs workers that may be blocked on the pool's queue, where a Python handler
+    never runs: the stage then waited forever. Its forked workers must have the default disposition."""
+    script = textwrap.dedent("""
+        import multiprocessing, signal, sys, time
+        from captioning.stage import stop_on_parent_exit
+        stop_on_parent_exit()
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL     # the stage itself: handled
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            print(pool.map(signal.getsignal, [signal.SIGTERM] * 2) == [signal.SIG_DFL] * 2, flush=True)
+            started = time.time()
+        print(time.time() - started < 10, flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]

@@ -133,12 +133,9 @@ def stop_on_parent_exit() -> None:
     owner = os.getpid()
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        if os.getpid() != owner:   # a forked worker (resize's pool): SIGTERM ends it, as by default
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
         raise StageInterrupted(f"signal {signum}")
     signal.signal(signal.SIGTERM, on_sigterm)
+    os.register_at_fork(after_in_child=default_sigterm_in_child)
     starters = starting_processes()
 
     def watch() -> None:
@@ -150,6 +147,13 @@ def stop_on_parent_exit() -> None:
                 os.kill(owner, signal.SIGTERM)
                 return
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def default_sigterm_in_child() -> None:
+    """A forked worker (resize's pool) dies on SIGTERM at once, as by default. A Python handler there runs
+    only between bytecodes: a worker that was about to block on the pool's queue when `Pool.terminate`
+    signalled it would never run it, and the stage would wait for that worker forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def starting_processes() -> list[psutil.Process]:
