@@ -17,6 +17,19 @@ from captioning.plots.curves import read_metric
 METRIC_KEYS = {"bleu_1", "bleu_4", "meteor", "rouge_l", "cider"}
 
 
+def tiny_pretrained(folder, shared_data):
+    """The tiny ViT + GPT-2 (its tokenizer trained on coco_mini's captions), loaded as the train stage does."""
+    import torch
+
+    from captioning.hf.pretrained import load_pretrained
+
+    captions = [a["caption"] for a in json.loads(
+        (shared_data / "coco_mini" / "annotations" / "captions_train2017.json").read_text())["annotations"]]
+    encoder, decoder = tiny_checkpoints(folder, captions)
+    torch.manual_seed(0)
+    return load_pretrained(str(encoder), str(decoder))
+
+
 def tiny_checkpoints(folder, captions: list[str]):
     """A ViT (32x32 images, 8x8 patches) and a GPT-2 (2 layers of width 32) with a byte-level BPE tokenizer."""
     from tokenizers import ByteLevelBPETokenizer
@@ -86,12 +99,7 @@ def test_saved_model_loads_without_download_and_captions_exactly_as_before_savin
 
     from captioning.hf.artifact import HfCaptionModel, is_hf_model, load_hf_model, save_hf_model
     from captioning.hf.generate import generate_captions
-    from captioning.hf.pretrained import load_pretrained
-    captions = [a["caption"] for a in json.loads(
-        (shared_data / "coco_mini" / "annotations" / "captions_train2017.json").read_text())["annotations"]]
-    encoder, decoder = tiny_checkpoints(tmp_path, captions)
-    torch.manual_seed(0)
-    model, tokenizer, spec = load_pretrained(str(encoder), str(decoder))
+    model, tokenizer, spec = tiny_pretrained(tmp_path, shared_data)
     model.eval()
     pixels = torch.randn(3, 3, 32, 32)
     before = generate_captions(model, tokenizer, pixels, 2, 8, length_penalty=1.0)
@@ -117,13 +125,8 @@ def test_the_saved_model_loads_with_transformers_own_classes(tmp_path, shared_da
 
     from captioning.hf.artifact import HfCaptionModel, save_hf_model
     from captioning.hf.generate import generate_captions
-    from captioning.hf.pretrained import load_pretrained
 
-    captions = [a["caption"] for a in json.loads(
-        (shared_data / "coco_mini" / "annotations" / "captions_train2017.json").read_text())["annotations"]]
-    encoder, decoder = tiny_checkpoints(tmp_path, captions)
-    torch.manual_seed(0)
-    model, tokenizer, spec = load_pretrained(str(encoder), str(decoder))
+    model, tokenizer, spec = tiny_pretrained(tmp_path, shared_data)
     save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": {}}), tmp_path / "models")
     folder = str(tmp_path / "models")
     loaded = VisionEncoderDecoderModel.from_pretrained(folder).eval()
@@ -169,17 +172,12 @@ def test_one_loader_opens_a_vit_gpt2_folder_for_decoding_plots_and_predict(tmp_p
 
     from captioning.data.images import resize_image
     from captioning.hf.artifact import HfCaptionModel, save_hf_model
-    from captioning.hf.pretrained import load_pretrained
     from captioning.models.artifact import resize_record
     from captioning.models.loading import Preprocessing, load_model_folder
     from captioning.plots.run import plot_attention_examples
     from captioning.predict import Captioner
 
-    captions = [a["caption"] for a in json.loads(
-        (shared_data / "coco_mini" / "annotations" / "captions_train2017.json").read_text())["annotations"]]
-    encoder, decoder = tiny_checkpoints(tmp_path, captions)
-    torch.manual_seed(0)
-    model, tokenizer, spec = load_pretrained(str(encoder), str(decoder))
+    model, tokenizer, spec = tiny_pretrained(tmp_path, shared_data)
     save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": {}}), tmp_path / "before")
     save_hf_model(HfCaptionModel(model, tokenizer, spec, {"training": {}, "preprocessing": resize_record(40, "crop")}),
                   tmp_path / "recorded")
