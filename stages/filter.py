@@ -23,7 +23,8 @@ def main(raw: Path = typer.Option(Path("data/raw"), help="output of the download
     p = load_params(params)
     source = read_source(raw)
     splits, stats = build_subsets(source["source"], Path(source["root"]), p.subset.model_dump(), p.seed,
-                                  require_files=source.get("images") != "per_image")
+                                  require_files=source.get("images") != "per_image",
+                                  caption_column=source.get("caption_column"))
     for split, coco in splits.items():
         write_captions(out / f"{split}.json", coco["images"], coco["annotations"], coco.get("info"))
     atomic_write_json(metrics, stats)

@@ -49,3 +49,12 @@ def test_torchvision_weights_offline_give_a_clear_message(tmp_path, monkeypatch)
 def test_unknown_encoder_lists_the_choices():
     with pytest.raises(InputError, match="vgg16.*efficientnet_lite0"):
         encoder_spec("vgg16")
+
+
+def test_a_random_encoder_is_the_same_network_in_every_stage():
+    """features.weights: none: the features stage, train and predict each build one; they must agree, and
+    building one must not move the caller's random state."""
+    state = torch.random.get_rng_state()
+    first, second = (build_encoder("resnet18", "none")[1].state_dict() for _ in range(2))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert torch.equal(torch.random.get_rng_state(), state)

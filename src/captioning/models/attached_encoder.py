@@ -22,7 +22,7 @@ from torch import nn
 
 from captioning.io import InputError
 from captioning.models.decoders import Decoder, ImageFeatures
-from captioning.models.encoders import EncoderSpec, build_encoder, encoder_stages
+from captioning.models.encoders import EncoderSpec, build_encoder, last_stages
 
 ENCODER_MODULE = "image_encoder"
 
@@ -60,9 +60,7 @@ def tunable_parameters(decoder: nn.Module, blocks: Optional[int]) -> list[nn.Par
     encoder = image_encoder(decoder)
     if encoder is None:
         return []
-    stages = encoder_stages(encoder)
-    chosen = stages if blocks is None else stages[-blocks:]
-    return [q for stage in chosen for q in stage.parameters()]
+    return [q for stage in last_stages(encoder, blocks) for q in stage.parameters()]
 
 
 def set_encoder_training(decoder: nn.Module, trains: bool, blocks: Optional[int]) -> None:

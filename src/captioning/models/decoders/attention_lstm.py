@@ -16,8 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captioning.models.decoders.base import (Decoder, DecoderConfig, ImageFeatures, State, longest_first,
-                                               lstm_update)
+from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State, longest_first, lstm_update
 
 
 class AttentionLSTMDecoder(Decoder):

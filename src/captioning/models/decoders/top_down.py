@@ -18,8 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from captioning.models.decoders.base import (Decoder, DecoderConfig, ImageFeatures, State, longest_first,
-                                               lstm_update)
+from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State, longest_first, lstm_update
 
 
 class TopDownDecoder(Decoder):
