@@ -15,7 +15,7 @@ from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
 from captioning.train.cider_reward import CiderD
 from captioning.train.loop import train_decoder
-from captioning.train.scst import END_WORD, reward_references, sample_captions, words_of
+from captioning.train.scst import END_WORD, draw_words, reward_references, sample_captions, words_of
 
 
 def test_reward_equals_pycocoevalcap_cider_on_real_captions(shared_data):
@@ -47,6 +47,14 @@ def test_samples_stop_at_end_and_carry_gradient():
         if vocab.end_id in row:     # nothing but padding after <end>
             assert all(t == 0 for t in row[row.index(vocab.end_id) + 1:])
     assert logprob.requires_grad and bool((logprob < 0).all())
+
+
+def test_words_are_drawn_with_the_models_probabilities_and_never_an_impossible_one():
+    torch.manual_seed(0)
+    probs = torch.tensor([0.0, 0.5, 0.3, 0.0, 0.15, 0.05, 0.0])      # <pad> first, a gap, and a last word
+    counts = torch.bincount(draw_words(probs.expand(200_000, -1)), minlength=7).float() / 200_000
+    np.testing.assert_allclose(counts.numpy(), probs.numpy(), atol=0.005)
+    assert counts[0] == 0 and counts[3] == 0 and counts[6] == 0
 
 
 @pytest.mark.parametrize("name", ["soft_attention", "show_tell", "transformer"])
