@@ -1,15 +1,19 @@
-"""Self-critical (SCST) epochs: images per step 16 (the earlier recipe) against larger steps.
+"""Self-critical (SCST) epochs: three samplers, each at 16 images per step (the attention recipe's) and at 64
+(the adopted recipe's).
 
 One SCST step samples `scst_samples` (5) captions per image with the decoder, scores each with CIDEr-D
 against the image's training references, and backpropagates the policy gradient through the sampling.
+The samplers: the pipeline's one pass with words drawn by inverting the cumulative distribution; the same
+with torch.multinomial (the earlier way: it draws an exponential per word of the vocabulary); and two
+passes (captions drawn without a graph, then their log-probabilities read in one teacher-forced pass).
 On a CPU the recurrent step's products are small (16 images x 5 samples = 80 rows), so the per-step
-overhead of PyTorch's operators, not arithmetic, sets the time; more images per step share it.
+overhead of PyTorch's operators, not arithmetic, sets much of the time; more images per step share it.
 
 The data is Flickr8k-shaped: the real tokenized training references of ../shared/data/flickr8k (6,000
 images, 5 captions each) for the reward, random features shaped like EfficientNet-Lite2's (1,280-d pooled,
 9x9 grid), vocabulary 2,533, hidden 512. The decoder is untrained, with the bias of <end> set so a
-sampled caption ends after about 11 tokens, as a trained model's do. Each way times the same number of
-images and reports seconds per epoch (6,000 images) and its parts: sampling, reward, backward and update.
+sampled caption ends after about 11 tokens, as a trained model's do. Each way times the same images and
+reports seconds per epoch (6,000 images) and its parts: sampling, reward, backward and update.
 
 python bench/scst_epoch.py [--decoder gru_init] [--images 640] [--batches 16,64]
 """
