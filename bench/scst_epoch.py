@@ -70,21 +70,8 @@ def make_decoder(name: str, vocab: Vocabulary) -> torch.nn.Module:
 
 def sample_multinomial(decoder, feats, samples, start_id, end_id, max_length):
     """The earlier sampler: the pipeline's, but each word drawn with torch.multinomial."""
-    n = feats.pooled.shape[0] * samples
-    state = decoder.select(decoder.init_state(feats), torch.arange(feats.pooled.shape[0]).repeat_interleave(samples))
-    token = torch.full((n,), start_id, dtype=torch.long)
-    alive, logprob, out = torch.ones(n, dtype=torch.bool), torch.zeros(n), []
-    for _ in range(max_length + 1):
-        logits, state, _ = decoder.step(token, state)
-        logp = torch.log_softmax(forbid_special_tokens(logits.float()), dim=-1)
-        token = torch.multinomial(logp.detach().exp(), 1).squeeze(1)
-        logprob = logprob + torch.where(alive, logp.gather(1, token[:, None]).squeeze(1), torch.zeros_like(logprob))
-        token = torch.where(alive, token, torch.zeros_like(token))
-        out.append(token)
-        alive = alive & (token != end_id)
-        if not alive.any():
-            break
-    return torch.stack(out, dim=1), logprob
+    return sample_captions(decoder, feats, samples, start_id, end_id, max_length,
+                           draw=lambda probs: torch.multinomial(probs, 1).squeeze(1))
 
 
 def sample_two_pass(decoder, feats, samples, start_id, end_id, max_length):

@@ -50,10 +50,10 @@ def draw_words(probs: torch.Tensor) -> torch.Tensor:
 
 
 def sample_captions(decoder: Decoder, feats: ImageFeatures, samples: int, start_id: int, end_id: int,
-                    max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+                    max_length: int, draw=draw_words) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial samples, `samples` per image (image-major), never <pad>, <start> or <unk>. Returns tokens
     [B*S, T] (0 after <end>) and the summed log-probability of each caption under that sampling distribution
-    (with gradient), <end> included."""
+    (with gradient), <end> included. `draw`: probabilities [N, V] -> one word per row."""
     n = feats.pooled.shape[0] * samples
     index = torch.arange(feats.pooled.shape[0], device=feats.pooled.device).repeat_interleave(samples)
     state = decoder.select(decoder.init_state(feats), index)      # per-image work once, then rows per sample
@@ -64,7 +64,7 @@ def sample_captions(decoder: Decoder, feats: ImageFeatures, samples: int, start_
     for _ in range(max_length + 1):        # max_length words plus <end>
         logits, state, _ = decoder.step(token, state)
         logp = torch.log_softmax(forbid_special_tokens(logits.float()), dim=-1)
-        token = draw_words(logp.detach().exp())
+        token = draw(logp.detach().exp())
         logprob = logprob + torch.where(alive, logp.gather(1, token[:, None]).squeeze(1), torch.zeros_like(logprob))
         token = torch.where(alive, token, torch.zeros_like(token))
         out.append(token)
