@@ -7,7 +7,9 @@ stepped over the raw 1280-channel grid, the image-side attention projection comp
 random caption batches. The project's: image-grouped batches, the grid projected once per image,
 the batch shrinking as captions end, the word and output products over all steps at once, and
 (train.precision: auto) bfloat16 matrix products on CPUs that have them natively.
-Each way times the same number of steps and reports seconds per epoch (s/step x the epoch's batches).
+Each way times the same number of steps and reports seconds per epoch (s/step x the epoch's batches), and
+its share of the floor: the matrix products its steps run (counted by torch.utils.flop_counter, forward
+and backward) at this machine's rate for one large product in the same precision.
 
 python bench/attention_training.py [--steps 30] [--grid 81]
 """
@@ -21,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe  # noqa: E402
+from machine import describe, matmul_gflops  # noqa: E402
 
 from captioning.models.decoders import DecoderConfig, ImageFeatures  # noqa: E402
 from captioning.models.decoders.attention_lstm import SoftAttentionDecoder  # noqa: E402
@@ -81,12 +84,17 @@ def flickr_pairs() -> CaptionPairs:
     return CaptionPairs(np.asarray(rows), tokens, lengths)
 
 
-def time_steps(train_step, batches, steps: int) -> float:
+def time_steps(train_step, batches, steps: int) -> tuple[float, float]:
+    """Seconds per step, then the matrix-product GFLOP per step (forward and backward) on the same batches."""
     train_step(batches[0])                                   # warm-up
     t = time.perf_counter()
     for b in batches[1:steps + 1]:
         train_step(b)
-    return (time.perf_counter() - t) / steps
+    seconds = (time.perf_counter() - t) / steps
+    with FlopCounterMode(display=False) as counter:
+        for b in batches[1:steps + 1]:
+            train_step(b)
+    return seconds, counter.get_total_flops() / steps / 1e9
 
 
 def main():
@@ -138,25 +146,32 @@ def main():
     plain_batches = [rng.choice(len(pairs), BATCH, replace=False) for _ in range(args.steps + 1)]
     sorted_batches = epoch_batches(pairs, BATCH, 0, 0)
     grouped = image_grouped_batches(pairs, BATCH, 0, 0)
-    rows = [("plain loop, random batches", plain_step, plain_batches, len(sorted_batches)),
-            ("plain loop, length-bucketed batches", plain_step, sorted_batches, len(sorted_batches)),
-            ("soft_attention decoder, image-grouped batches, fp32", our_step, grouped, len(grouped))]
-    bf16 = cpu_has_native_bf16()
+    fp32, bf16 = torch.float32, cpu_has_native_bf16()
+    ours = torch.bfloat16 if bf16 else fp32
+    rows = [("plain loop, random batches", plain_step, plain_batches, len(sorted_batches), fp32),
+            ("plain loop, length-bucketed batches", plain_step, sorted_batches, len(sorted_batches), fp32),
+            ("soft_attention decoder, image-grouped batches, fp32", our_step, grouped, len(grouped), fp32)]
     if bf16:
         rows.append(("soft_attention decoder, image-grouped batches, bf16 autocast",
-                     lambda idx: our_step(idx, bf16=True), grouped, len(grouped)))
+                     lambda idx: our_step(idx, bf16=True), grouped, len(grouped), ours))
     rows.append((f"top_down decoder, image-grouped batches, {'bf16 autocast' if bf16 else 'fp32'}",
-                 lambda idx: our_step(idx, bf16=bf16, name="top_down"), grouped, len(grouped)))
-    print("\n| way | s/step | batches/epoch | s/epoch |\n|---|---|---|---|")
+                 lambda idx: our_step(idx, bf16=bf16, name="top_down"), grouped, len(grouped), ours))
+    rates = {dtype: matmul_gflops(dtype) for dtype in {fp32, ours}}
+    print("matrix-product floor: " + ", ".join(f"{str(d).split('.')[1]} {r:.0f} GFLOP/s" for d, r in rates.items()))
+    print("\n| way | s/step | batches/epoch | s/epoch | GFLOP/step | floor s/epoch | share of the floor |"
+          "\n|---|---|---|---|---|---|---|")
     per_epoch = {}
-    for name, fn, batches, n in rows:
-        seconds = time_steps(fn, batches, args.steps)
-        per_epoch[name] = seconds * n
-        print(f"| {name} | {seconds:.3f} | {n} | {seconds * n:.0f} |")
+    for name, fn, batches, n, dtype in rows:
+        seconds, gflop = time_steps(fn, batches, args.steps)
+        per_epoch[name], floor = seconds * n, gflop * n / rates[dtype]
+        print(f"| {name} | {seconds:.3f} | {n} | {seconds * n:.0f} | {gflop:.1f} | {floor:.0f} | "
+              f"{floor / (seconds * n):.0%} |")
     base, bucketed, ours_s = per_epoch[rows[0][0]], per_epoch[rows[1][0]], per_epoch[rows[-2][0]]
     print(f"ratio: top_down costs {per_epoch[rows[-1][0]] / ours_s:.2f}x the soft_attention decoder's time per epoch")
     print(f"ratio: the project's way ({rows[-2][0]}) is {base / ours_s:.1f}x faster per epoch than the plain loop, "
           f"{bucketed / ours_s:.1f}x faster than the plain loop with length buckets")
+    print(f"ratio: fp32 against fp32, the project's way is {bucketed / per_epoch[rows[2][0]]:.2f}x the plain loop "
+          "with length buckets")
 
 
 if __name__ == "__main__":

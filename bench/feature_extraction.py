@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import describe, matmul_gflops  # noqa: E402
 
 from captioning.data.synthetic import generate_synthetic  # noqa: E402
 from captioning.features.extract import (  # noqa: E402
@@ -40,16 +40,6 @@ def timed(images: Path, ids: list[int], out: Path, encoder: str, weights: str, b
     start = time.perf_counter()
     extract_split(images, ids, out, encoder, weights, batch, "cpu", optimise=optimise)
     return len(ids) / (time.perf_counter() - start)
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def encoder_gflops(name: str, weights: str) -> float:

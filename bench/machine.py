@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
 import torch
 
@@ -17,3 +18,14 @@ def describe() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"machine: {cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads; Python {platform.python_version()}")
+
+
+def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 10) -> float:
+    """This machine's rate for one large square matrix product: the floor benchmarks compare against."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9

@@ -46,13 +46,26 @@ def start_exp(project: Path, *sets: str, shell: str | None = None) -> subprocess
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_for_new_checkpoint(project: Path, proc: subprocess.Popen) -> None:
+def trainers_under(proc: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        return [c for c in psutil.Process(proc.pid).children(recursive=True) if "stages/train.py" in c.cmdline()]
+    except psutil.Error:
+        return []
+
+
+def wait_for_new_checkpoint(project: Path, proc: subprocess.Popen) -> list[psutil.Process]:
+    """Until the trainer under `proc` has written a checkpoint of its own (DVC may touch the file before the
+    stage starts, and a signal sent then would not find the trainer); returns the trainer processes."""
     path = project / CHECKPOINT
     before = path.stat().st_mtime if path.exists() else 0
     deadline = time.time() + 300
-    while not (path.exists() and path.stat().st_mtime > before):
+    while True:
         assert proc.poll() is None, f"the run ended before its first checkpoint:\n{proc.stdout.read()[-2000:]}"
         assert time.time() < deadline, "no checkpoint after 300 s"
+        trainer = trainers_under(proc)
+        started = max((t.create_time() for t in trainer), default=None)
+        if started is not None and path.exists() and path.stat().st_mtime > max(before, started):
+            return trainer
         time.sleep(0.3)
 
 
@@ -86,9 +99,7 @@ def test_ctrl_c_during_train_says_where_it_stopped(project, user_changes):
 def test_killed_dvc_takes_its_trainer_with_it(project, user_changes):
     """With SHELL=/bin/sh (dash on Debian) a shell stays between dvc and the trainer after dvc dies."""
     proc = start_exp(project, "train.epochs=300", shell="/bin/sh")
-    wait_for_new_checkpoint(project, proc)
-    trainer = [c for c in psutil.Process(proc.pid).children(recursive=True) if "stages/train.py" in c.cmdline()]
-    assert trainer, "no trainer process under dvc"
+    trainer = wait_for_new_checkpoint(project, proc)
     proc.kill()
     proc.wait()
     gone, alive = psutil.wait_procs(trainer, timeout=30)
