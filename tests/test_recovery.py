@@ -43,7 +43,14 @@ def start_exp(project: Path, *sets: str, shell: str | None = None) -> subprocess
     args = [a for s in sets for a in ("-S", s)]
     env = project_env(project) | ({"SHELL": shell} if shell else {})
     return subprocess.Popen(["dvc", "exp", "run", *args], cwd=project, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=terminal_signals)
+
+
+def terminal_signals() -> None:
+    """Ctrl-C as in a terminal: a test suite started in the background by a non-interactive shell inherits
+    SIGINT ignored, and Python then keeps ignoring it in every process below."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def trainers_under(proc: subprocess.Popen) -> list[psutil.Process]:
