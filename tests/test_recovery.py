@@ -61,8 +61,8 @@ def trainers_under(proc: subprocess.Popen) -> list[psutil.Process]:
 
 
 def wait_for_new_checkpoint(project: Path, proc: subprocess.Popen) -> list[psutil.Process]:
-    """Until the trainer under `proc` has written a checkpoint of its own (DVC may touch the file before the
-    stage starts, and a signal sent then would not find the trainer); returns the trainer processes."""
+    """Until the trainer under `proc` has written a checkpoint of its own (the file left by an earlier run
+    does not count), so a signal sent next finds the trainer at work; returns the trainer processes."""
     path = project / CHECKPOINT
     before = path.stat().st_mtime if path.exists() else 0
     deadline = time.time() + 300
