@@ -45,6 +45,40 @@ def test_teacher_forcing_on_shared_image_features_equals_step_by_step_decoding(n
     torch.testing.assert_close(shared[used], stepped[used], rtol=1e-5, atol=1e-5)
 
 
+def _teacher_forcing_loss(decoder, features: ImageFeatures, inputs: torch.Tensor, stepwise: bool) -> torch.Tensor:
+    if stepwise:
+        state = decoder.init_state(features.per_caption())
+        outputs = []
+        for t in range(inputs.shape[1] - 1):
+            step_logits, state, _ = decoder.step(inputs[:, t], state)
+            outputs.append(step_logits)
+        logits = torch.stack(outputs, dim=1)
+    else:
+        logits = decoder(features, inputs)[:, :-1]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), inputs[:, 1:].reshape(-1), ignore_index=0)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_teacher_forcing_trains_with_the_gradients_of_step_by_step_decoding(name):
+    """The fast training path (shared image work, shrinking batch, per-step weight gradients taken in one
+    product at the end) must train the model the decoding path defines, not just predict the same words."""
+    torch.manual_seed(0)
+    config = DecoderConfig(vocab_size=VOCAB, pooled_dim=12, grid_channels=12, embed_dim=8, hidden_dim=16,
+                           num_layers=2 if name == "lstm" else 1, dropout=0.0)
+    decoder = DECODERS[name](config).eval()
+    images = ImageFeatures(torch.randn(3, 12), torch.randn(3, 5, 12))
+    index = torch.tensor([2, 0, 0, 1, 2, 2, 1])
+    inputs = _captions(len(index), 9, seed=1)
+    grads = []
+    for stepwise in (False, True):
+        decoder.zero_grad()
+        _teacher_forcing_loss(decoder, ImageFeatures(images.pooled, images.grid, index), inputs, stepwise).backward()
+        grads.append({k: p.grad for k, p in decoder.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for key, expected in grads[1].items():
+        torch.testing.assert_close(grads[0][key], expected, rtol=1e-4, atol=1e-6, msg=key)
+
+
 def test_doubly_stochastic_penalty_counts_only_the_steps_of_each_caption():
     torch.manual_seed(0)
     config = DecoderConfig(vocab_size=VOCAB, pooled_dim=12, grid_channels=12, embed_dim=8, hidden_dim=16, dropout=0.0)
