@@ -125,6 +125,11 @@ def wide_photo(rng: random.Random) -> tuple[Image.Image, list[str]]:
     return photo, [f"a {words}", f"one {words}", f"a big {words}", f"there is a {words}", f"a {words} in the middle"]
 
 
+def named_content(caption: str) -> tuple[str, ...]:
+    """The colour and shape words of a caption of `wide_photo`'s, in order."""
+    return tuple(word for word in caption.split() if word in COLOURS or word in ("circle", "square"))
+
+
 def write_wide_photos(folder: Path, count: int) -> Path:
     """A `folder` dataset (data.source): <id>.jpg and captions.json."""
     rng = random.Random(0)
@@ -160,8 +165,10 @@ def cropped_project(tmp_path_factory) -> Path:
 def test_predict_on_the_original_photos_gives_the_decode_stages_captions(cropped_project):
     """The decode stage captions the resize stage's JPEGs (cropped, then re-encoded at quality 90) from features
     cached in float16, computed by a traced encoder; predict crops the original photo in memory and computes
-    its features in float32. Those small differences can tip a close call between two words, so one caption
-    in 20 may differ; a predict that squashed the whole photo instead got more than half of them wrong."""
+    its features in float32. Both must name the colour and shape in the photo's centre. The words around them
+    are a coin toss by design ("a", "one", "a big" are equally likely), so tiny feature differences may change
+    them (3 of 20 on a float32-trained model); a predict that squashed the whole photo instead named another
+    colour or shape in 16 of 20."""
     project = cropped_project
     config = json.loads((project / "models" / "config.json").read_text())
     assert config["preprocessing"] == {"resize": {"image_size": SIDE, "mode": "crop"}}
@@ -174,8 +181,9 @@ def test_predict_on_the_original_photos_gives_the_decode_stages_captions(cropped
                 for row in json.loads((project / "data" / "predictions.json").read_text())}
     assert set(mine) == set(pipeline) == {image["id"] for image in test_images}
     assert len(set(pipeline.values())) >= 4, f"too few different captions to tell anything: {pipeline}"
-    differing = {i: (pipeline[i], mine[i]) for i in pipeline if mine[i] != pipeline[i]}
-    assert len(differing) <= 1, f"{len(differing)} of {len(pipeline)} differ (decode stage, predict): {differing}"
+    differing = {i: (pipeline[i], mine[i]) for i in pipeline if named_content(mine[i]) != named_content(pipeline[i])}
+    assert len(differing) <= 1, f"{len(differing)} of {len(pipeline)} name another colour or shape " \
+                                f"(decode stage, predict): {differing}"
 
 
 def test_wide_photos_hold_the_captioned_shape_only_in_their_centre():
