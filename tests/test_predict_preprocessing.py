@@ -106,6 +106,7 @@ def test_an_unreadable_record_is_named(tmp_path):
 
 # --- the pipeline's own model, decode stage against `caption predict` ---------------------------------------------
 
+SHAPES = ("circle", "square")
 COLOURS = {"red": RED, "green": GREEN, "blue": BLUE, "yellow": (240, 210, 20), "purple": (140, 50, 170),
            "orange": (245, 130, 20)}
 
@@ -113,7 +114,7 @@ COLOURS = {"red": RED, "green": GREEN, "blue": BLUE, "yellow": (240, 210, 20), "
 def wide_photo(rng: random.Random) -> tuple[Image.Image, list[str]]:
     """3:1: a coloured shape in the middle square, which the captions name, between two panels of other
     colours, which they do not (a centre crop removes them; squashing keeps two thirds of the photo for them)."""
-    colour, shape = rng.choice(list(COLOURS)), rng.choice(("circle", "square"))
+    colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
     photo = Image.new("RGB", (3 * SIDE, SIDE), WHITE)
     pen = ImageDraw.Draw(photo)
     left, right = rng.sample([c for c in COLOURS if c != colour], 2)
@@ -127,7 +128,7 @@ def wide_photo(rng: random.Random) -> tuple[Image.Image, list[str]]:
 
 def named_content(caption: str) -> tuple[str, ...]:
     """The colour and shape words of a caption of `wide_photo`'s, in order."""
-    return tuple(word for word in caption.split() if word in COLOURS or word in ("circle", "square"))
+    return tuple(word for word in caption.split() if word in COLOURS or word in SHAPES)
 
 
 def write_wide_photos(folder: Path, count: int) -> Path:
