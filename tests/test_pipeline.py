@@ -1,6 +1,7 @@
 """One real `dvc repro` of a tiny configuration, in a fresh git+DVC copy of the project."""
 import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -86,21 +87,30 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(list(frozen.values()), timeout=30)
 
 
+def writing_a_temporary(folder: Path) -> bool:
+    """Whether a hidden temporary exists under `folder`; os.walk skips folders that vanish while it looks,
+    as the stage's atomic renames make them do."""
+    return any(name.startswith(".") for _, dirs, files in os.walk(folder) for name in dirs + files)
+
+
 def test_stage_killed_mid_write_leaves_nothing_partial_and_rerun_matches(project):
     clean = lock_md5(project, "features", "data/features/train")
     env = project_env(project)
     proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "features"], cwd=project, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
     features = project / "data" / "features"
-    while time.time() < deadline and proc.poll() is None:   # kill once the stage is writing (a temporary exists)
-        if features.exists() and any(f.name.startswith(".") for f in features.rglob("*")):
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the stage finished before it could be killed"
-    # DVC runs the command in its own process group: kill the whole tree, as the OOM killer or a power cut would
-    kill_tree(proc.pid)
-    proc.wait()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:   # kill once the stage is writing a temporary
+            if writing_a_temporary(features):
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the stage finished before it could be killed"
+    finally:
+        # DVC runs the command in its own process group: kill the whole tree, as the OOM killer or a power
+        # cut would. Also when the wait failed, so a live `dvc` never holds the lock for the next test.
+        kill_tree(proc.pid)
+        proc.wait()
     for f in features.rglob("*") if features.exists() else []:
         # whatever is left is either a complete file or an unrenamed temporary, never a partial real name
         assert f.is_dir() or f.name.startswith(".") or f.name in {POOLED, GRID, IDS, META}
