@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State, longest_first, lstm_update
+from captioning.models.decoders.fused_attention import additive_scores, attention_context, fuses
 
 
 class AttentionLSTMDecoder(Decoder):
@@ -51,9 +52,6 @@ class AttentionLSTMDecoder(Decoder):
             self.out = nn.Linear(c.hidden_dim, c.vocab_size)
         self._aux: torch.Tensor | float = 0.0
 
-    def _activation(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x) if self.score_activation == "relu" else torch.tanh(x)
-
     def _start(self, grid: torch.Tensor, rows: torch.Tensor | None = None) -> State:
         """The per-image work, then (when `rows` is given) one state row per caption."""
         projected = self.project(grid)
@@ -62,10 +60,12 @@ class AttentionLSTMDecoder(Decoder):
                  "h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean))}
         return state if rows is None else self.select(state, rows)
 
-    def _attend(self, h: torch.Tensor, grid: torch.Tensor, grid_attn: torch.Tensor):
-        scores = self.attn_score(self._activation(grid_attn + self.hidden_attn(h).unsqueeze(1))).squeeze(2)
-        alpha = torch.softmax(scores.float(), dim=1)      # float32 under bf16 autocast too
-        context = torch.sigmoid(self.gate(h)) * torch.bmm(alpha.unsqueeze(1), grid).squeeze(1)
+    def _attend(self, h: torch.Tensor, grid: torch.Tensor, grid_attn: torch.Tensor,
+                image_rows: torch.Tensor | None = None):
+        """image_rows: each row of h's row in grid and grid_attn (None: they have one row per row of h)."""
+        scores = additive_scores(grid_attn, image_rows, self.hidden_attn(h), self.attn_score, self.score_activation)
+        alpha = torch.softmax(scores, dim=1)              # float32 under bf16 autocast too
+        context = torch.sigmoid(self.gate(h)) * attention_context(grid, image_rows, alpha)
         return context, alpha
 
     def _logits(self, h: torch.Tensor, context: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
@@ -82,15 +82,21 @@ class AttentionLSTMDecoder(Decoder):
     def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
         batch, steps = inputs.shape
         order, rows, active = longest_first(inputs, features.index)
-        state = self._start(features.grid, rows)                          # captions longest first
+        image = self._start(features.grid)
+        h, c = image["h"][rows], image["c"][rows]                         # captions longest first
+        if fuses(features.grid.device):      # the fused kernels read each caption's image row
+            image_rows, grid, grid_attn = rows, image["grid"].float(), image["grid_attn"].float()
+        else:
+            image_rows, grid, grid_attn = None, image["grid"][rows], image["grid_attn"][rows]
         # No dropout on the word embeddings (as Xu et al. and the best-known tutorial): only the output
         # layer's input is dropped; with both, training within a CPU budget underfits.
         words = self.embed(inputs[order])                                 # [B, T, E]
         embed_dim = words.shape[2]
         w_words, w_context = self.cell.weight_ih[:, :embed_dim], self.cell.weight_ih[:, embed_dim:]
         word_gates = F.linear(words, w_words, self.cell.bias_ih + self.cell.bias_hh)   # all steps at once
-        h, c = state["h"], state["c"]
-        grid, grid_attn = state["grid"], state["grid_attn"]
+        device = inputs.device.type
+        if torch.is_autocast_enabled(device):   # autocast caches casts of whole weights only, not of this slice
+            w_context = w_context.to(torch.get_autocast_dtype(device))
         outputs, contexts, word_rows, alphas, positions = [], [], [], [], []
         for t, n in enumerate(active):
             if n == 0:
@@ -98,8 +104,12 @@ class AttentionLSTMDecoder(Decoder):
             if n < 0.75 * h.shape[0]:
                 # Ended captions drop out, in a few large cuts: every cut of the [B, L, C] grid costs a
                 # full-size zero gradient in backward, so cutting at every step would cost more than it saves.
-                h, c, grid, grid_attn = h[:n], c[:n], grid[:n], grid_attn[:n]
-            context, alpha = self._attend(h, grid, grid_attn)
+                h, c = h[:n], c[:n]
+                if image_rows is None:
+                    grid, grid_attn = grid[:n], grid_attn[:n]
+                else:
+                    image_rows = image_rows[:n]
+            context, alpha = self._attend(h, grid, grid_attn, image_rows)
             gates = word_gates[:h.shape[0], t] + F.linear(context, w_context) + F.linear(h, self.cell.weight_hh)
             h, c = lstm_update(gates, c)                                  # nn.LSTMCell's gate order
             outputs.append(h[:n])                                         # rows past their end are not scored
