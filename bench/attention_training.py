@@ -5,7 +5,8 @@ training captions, 6,000 images), random features shaped like EfficientNet-Lite2
 vocabulary 2,533, batch 64, Adam, clip 5. The plain loop is the well-known tutorial's: an LSTMCell
 stepped over the raw 1280-channel grid, the image-side attention projection computed per caption,
 random caption batches. The project's: image-grouped batches, the grid projected once per image,
-the batch shrinking as captions end, the word and output products over all steps at once, and
+the batch shrinking as captions end, the word and output products over all steps at once, the
+attention's scores and context as fused kernels (models/decoders/fused_attention.py), and
 (train.precision: auto) bfloat16 matrix products on CPUs that have them natively.
 Each way times the same number of steps and reports seconds per epoch (s/step x the epoch's batches), and
 its share of the floor: the matrix products its steps run (counted by torch.utils.flop_counter, forward
