@@ -62,7 +62,7 @@ class AttentionLSTMDecoder(Decoder):
 
     def _attend(self, h: torch.Tensor, grid: torch.Tensor, grid_attn: torch.Tensor,
                 image_rows: torch.Tensor | None = None):
-        """image_rows: each row of h's row in grid and grid_attn (None: they have one row per row of h)."""
+        """image_rows: the row of grid and grid_attn that each row of h attends to (None: one row per row of h)."""
         scores = additive_scores(grid_attn, image_rows, self.hidden_attn(h), self.attn_score, self.score_activation)
         alpha = torch.softmax(scores, dim=1)              # float32 under bf16 autocast too
         context = torch.sigmoid(self.gate(h)) * attention_context(grid, image_rows, alpha)
