@@ -35,6 +35,7 @@ from captioning.models.decoders.top_down import TopDownDecoder  # noqa: E402
 from captioning.text.tokenizer import tokenize  # noqa: E402
 from captioning.train.captions import CaptionPairs, epoch_batches, image_grouped_batches  # noqa: E402
 from captioning.train.device import cpu_has_native_bf16, set_cpu_threads  # noqa: E402
+from captioning.train.loop import adam  # noqa: E402
 
 FLICKR = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "Flickr8k_text"
 VOCAB, CHANNELS, BATCH = 2533, 1280, 64
@@ -127,7 +128,8 @@ def main():
 
     config = DecoderConfig(VOCAB, CHANNELS, CHANNELS, 512, 512, 1, 0.5)      # the Flickr8k recipe's sizes
     decoders = {"soft_attention": SoftAttentionDecoder(config), "top_down": TopDownDecoder(config)}
-    optimisers = {name: torch.optim.Adam(d.parameters(), 4e-4) for name, d in decoders.items()}
+    optimisers = {name: adam([{"params": d.parameters(), "lr": 4e-4}], torch.device("cpu"))   # training's Adam
+                  for name, d in decoders.items()}
 
     def our_step(idx, bf16=False, name="soft_attention"):
         ours, ours_opt = decoders[name], optimisers[name]

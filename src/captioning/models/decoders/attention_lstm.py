@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State, longest_first, lstm_update
 from captioning.models.decoders.fused_attention import additive_scores, attention_context, fuses
+from captioning.models.decoders.step_weights import StepWeight
 
 
 class AttentionLSTMDecoder(Decoder):
@@ -60,12 +61,13 @@ class AttentionLSTMDecoder(Decoder):
                  "h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean))}
         return state if rows is None else self.select(state, rows)
 
-    def _attend(self, h: torch.Tensor, grid: torch.Tensor, grid_attn: torch.Tensor,
+    def _attend(self, query: torch.Tensor, gate: torch.Tensor, grid: torch.Tensor, grid_attn: torch.Tensor,
                 image_rows: torch.Tensor | None = None):
-        """image_rows: the row of grid and grid_attn that each row of h attends to (None: one row per row of h)."""
-        scores = additive_scores(grid_attn, image_rows, self.hidden_attn(h), self.attn_score, self.score_activation)
+        """query, gate: hidden_attn(h) and gate(h); image_rows: the row of grid and grid_attn that each row
+        attends to (None: one row per row of h)."""
+        scores = additive_scores(grid_attn, image_rows, query, self.attn_score, self.score_activation)
         alpha = torch.softmax(scores, dim=1)              # float32 under bf16 autocast too
-        context = torch.sigmoid(self.gate(h)) * attention_context(grid, image_rows, alpha)
+        context = torch.sigmoid(gate) * attention_context(grid, image_rows, alpha)
         return context, alpha
 
     def _logits(self, h: torch.Tensor, context: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
@@ -75,7 +77,8 @@ class AttentionLSTMDecoder(Decoder):
 
     def _advance(self, words: torch.Tensor, state: State):
         """One step from word embeddings [B, E] -> (logits, state, alpha [B, L])."""
-        context, alpha = self._attend(state["h"], state["grid"], state["grid_attn"])
+        h = state["h"]
+        context, alpha = self._attend(self.hidden_attn(h), self.gate(h), state["grid"], state["grid_attn"])
         h, c = self.cell(torch.cat([words, context], dim=1), (state["h"], state["c"]))
         return self._logits(h, context, words), {**state, "h": h, "c": c}, alpha
 
@@ -90,13 +93,15 @@ class AttentionLSTMDecoder(Decoder):
             image_rows, grid, grid_attn = None, image["grid"][rows], image["grid_attn"][rows]
         # No dropout on the word embeddings (as Xu et al. and the best-known tutorial): only the output
         # layer's input is dropped; with both, training within a CPU budget underfits.
-        words = self.embed(inputs[order])                                 # [B, T, E]
+        words = self.embed(inputs[order].t())                             # [T, B, E]
         embed_dim = words.shape[2]
-        w_words, w_context = self.cell.weight_ih[:, :embed_dim], self.cell.weight_ih[:, embed_dim:]
-        word_gates = F.linear(words, w_words, self.cell.bias_ih + self.cell.bias_hh)   # all steps at once
-        device = inputs.device.type
-        if torch.is_autocast_enabled(device):   # autocast caches casts of whole weights only, not of this slice
-            w_context = w_context.to(torch.get_autocast_dtype(device))
+        word_gates = F.linear(words, self.cell.weight_ih[:, :embed_dim], self.cell.bias_ih + self.cell.bias_hh)
+        # One tensor per step: slicing [B, T, 4H] at each step would cost a full-size zero gradient per step.
+        word_gates, words = word_gates.unbind(0), words.unbind(0)
+        # The three products that read h as one, and its and the context's weight gradients summed once.
+        reads_h = StepWeight(torch.cat([self.hidden_attn.weight, self.gate.weight, self.cell.weight_hh]))
+        reads_context = StepWeight(self.cell.weight_ih[:, embed_dim:])
+        widths = [self.hidden_attn.out_features, self.gate.out_features, self.cell.weight_hh.shape[0]]
         outputs, contexts, word_rows, alphas, positions = [], [], [], [], []
         for t, n in enumerate(active):
             if n == 0:
@@ -109,12 +114,14 @@ class AttentionLSTMDecoder(Decoder):
                     grid, grid_attn = grid[:n], grid_attn[:n]
                 else:
                     image_rows = image_rows[:n]
-            context, alpha = self._attend(h, grid, grid_attn, image_rows)
-            gates = word_gates[:h.shape[0], t] + F.linear(context, w_context) + F.linear(h, self.cell.weight_hh)
+            query, gate, hidden_gates = reads_h(h).split(widths, dim=1)
+            context, alpha = self._attend(query + self.hidden_attn.bias, gate + self.gate.bias,
+                                          grid, grid_attn, image_rows)
+            gates = word_gates[t][:h.shape[0]] + reads_context(context) + hidden_gates
             h, c = lstm_update(gates, c)                                  # nn.LSTMCell's gate order
             outputs.append(h[:n])                                         # rows past their end are not scored
             contexts.append(context[:n])
-            word_rows.append(words[:n, t])
+            word_rows.append(words[t][:n])
             alphas.append(F.pad(alpha[:n], (0, 0, 0, batch - n)))
             positions.append(order[:n] * steps + t)
         logits = self._logits(torch.cat(outputs), torch.cat(contexts), torch.cat(word_rows))   # one output product
