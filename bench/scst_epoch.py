@@ -36,7 +36,8 @@ from captioning.models.decoders.base import forbid_special_tokens  # noqa: E402
 from captioning.text.tokenizer import tokenize  # noqa: E402
 from captioning.text.vocabulary import SPECIALS, Vocabulary  # noqa: E402
 from captioning.train.device import autocast_context, cpu_has_native_bf16, set_cpu_threads  # noqa: E402
-from captioning.train.scst import draw_words, reward_references, sample_captions, words_of  # noqa: E402
+from captioning.train.loop import adam  # noqa: E402
+from captioning.train.scst import draw_words, leave_one_out_advantage, reward_references, sample_captions, words_of  # noqa: E402
 
 FLICKR = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "Flickr8k_text"
 VOCAB, CHANNELS, GRID, SAMPLES, EPOCH_IMAGES, MEAN_TOKENS = 2533, 1280, 81, 5, 6000, 11
@@ -117,8 +118,7 @@ def time_way(decoder, optimizer, grid, reward, vocab, sampler, batch: int, image
         t1 = time.perf_counter()
         captions = words_of(tokens, vocab, mark_end=True)
         rewards = torch.tensor([reward.score(int(idx[i // SAMPLES]), c) for i, c in enumerate(captions)])
-        rewards = rewards.view(-1, SAMPLES)
-        advantage = (rewards - (rewards.sum(1, keepdim=True) - rewards) / (SAMPLES - 1)).view(-1)
+        advantage = leave_one_out_advantage(rewards.view(-1, SAMPLES)).view(-1)
         t2 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         (-(advantage * logprob).sum() / len(captions)).backward()
@@ -154,7 +154,7 @@ def main():
             torch.manual_seed(0)
             decoder = make_decoder(args.decoder, vocab)
             decoder.train()
-            optimizer = torch.optim.Adam(decoder.parameters(), 2e-4)
+            optimizer = adam([{"params": decoder.parameters(), "lr": 2e-4}], torch.device("cpu"))   # training's Adam
             parts = time_way(decoder, optimizer, grid, reward, vocab, sampler, batch, args.images, bf16)
             totals.append((f"{way}, {batch} images per step", sum(parts.values())))
             cells = " | ".join(f"{v:.1f}" for v in [*parts.values(), totals[-1][1]])

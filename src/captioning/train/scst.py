@@ -100,9 +100,14 @@ def scst_loss(decoder: Decoder, feats: ImageFeatures, keys: list[int], reward: C
         captions = [mirror_words(c) if flipped[i // samples] else c for i, c in enumerate(captions)]
     rewards = torch.tensor([reward.score(keys[i // samples], c) for i, c in enumerate(captions)],
                            dtype=torch.float32).view(-1, samples)
-    baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / max(samples - 1, 1)
-    advantage = (rewards - baseline).view(-1).to(logprob.device)
+    advantage = leave_one_out_advantage(rewards).view(-1).to(logprob.device)
     return -(advantage * logprob).sum(), float(rewards.mean())
+
+
+def leave_one_out_advantage(rewards: torch.Tensor) -> torch.Tensor:
+    """rewards [images, samples] -> each sample's reward minus the mean of its image's other samples."""
+    baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / max(rewards.shape[1] - 1, 1)
+    return rewards - baseline
 
 
 class SelfCriticalPhase:

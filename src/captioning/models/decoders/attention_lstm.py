@@ -54,12 +54,44 @@ class AttentionLSTMDecoder(Decoder):
         self._aux: torch.Tensor | float = 0.0
 
     def _start(self, grid: torch.Tensor, rows: torch.Tensor | None = None) -> State:
-        """The per-image work, then (when `rows` is given) one state row per caption."""
+        """The per-image work, then (when `rows` is given) one state row per caption. Where the fused
+        kernels run, the grid stays one row per image (in float32, what they read) and `image_rows` names
+        each state row's image: sampling 5 captions per image or 3 beams does not copy the grid."""
         projected = self.project(grid)
         mean = grid.mean(dim=1)
-        state = {"grid": projected, "grid_attn": self.image_attn(projected),
+        state = {"grid": projected, "grid_attn": self.image_attn(projected), "weights": self._step_weights(),
                  "h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean))}
+        if fuses(grid.device):
+            state.update(grid=projected.float(), grid_attn=state["grid_attn"].float(),
+                         image_rows=torch.arange(grid.shape[0]))
         return state if rows is None else self.select(state, rows)
+
+    @staticmethod
+    def select(state: State, index: torch.Tensor) -> State:
+        """The state's rows by `index`; the step weights whole, and the grid too where `image_rows` names each
+        row's image."""
+        whole = {"weights", "grid", "grid_attn"} if "image_rows" in state else {"weights"}
+        return {k: v if k in whole else v[index] for k, v in state.items()}
+
+    def _step_weights(self) -> dict[str, StepWeight]:
+        """The weights each step multiplies by, for one pass (a batch, a sampling rollout): the three products
+        that read h (attention query, context gate, LSTM) as one, and each weight's gradient formed once
+        after all steps (StepWeight)."""
+        embed_dim = self.embed.embedding_dim
+        return {"reads_h": StepWeight(torch.cat([self.hidden_attn.weight, self.gate.weight, self.cell.weight_hh])),
+                "reads_context": StepWeight(self.cell.weight_ih[:, embed_dim:]),
+                "reads_word": StepWeight(self.cell.weight_ih[:, :embed_dim])}
+
+    def _lstm_step(self, weights: dict[str, StepWeight], word_gates: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+                   grid: torch.Tensor, grid_attn: torch.Tensor, image_rows: torch.Tensor | None):
+        """Attend from h, then nn.LSTMCell's update -> (h, c, context, alpha). word_gates: the word's part of
+        the LSTM's gates, with both biases."""
+        widths = [self.hidden_attn.out_features, self.gate.out_features, self.cell.weight_hh.shape[0]]
+        query, gate, hidden_gates = weights["reads_h"](h).split(widths, dim=1)
+        context, alpha = self._attend(query + self.hidden_attn.bias, gate + self.gate.bias, grid, grid_attn,
+                                      image_rows)
+        h, c = lstm_update(word_gates + weights["reads_context"](context) + hidden_gates, c)
+        return h, c, context, alpha
 
     def _attend(self, query: torch.Tensor, gate: torch.Tensor, grid: torch.Tensor, grid_attn: torch.Tensor,
                 image_rows: torch.Tensor | None = None):
@@ -77,9 +109,10 @@ class AttentionLSTMDecoder(Decoder):
 
     def _advance(self, words: torch.Tensor, state: State):
         """One step from word embeddings [B, E] -> (logits, state, alpha [B, L])."""
-        h = state["h"]
-        context, alpha = self._attend(self.hidden_attn(h), self.gate(h), state["grid"], state["grid_attn"])
-        h, c = self.cell(torch.cat([words, context], dim=1), (state["h"], state["c"]))
+        weights = state["weights"]
+        word_gates = weights["reads_word"](words) + (self.cell.bias_ih + self.cell.bias_hh)
+        h, c, context, alpha = self._lstm_step(weights, word_gates, state["h"], state["c"], state["grid"],
+                                               state["grid_attn"], state.get("image_rows"))
         return self._logits(h, context, words), {**state, "h": h, "c": c}, alpha
 
     def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
@@ -87,8 +120,8 @@ class AttentionLSTMDecoder(Decoder):
         order, rows, active = longest_first(inputs, features.index)
         image = self._start(features.grid)
         h, c = image["h"][rows], image["c"][rows]                         # captions longest first
-        if fuses(features.grid.device):      # the fused kernels read each caption's image row
-            image_rows, grid, grid_attn = rows, image["grid"].float(), image["grid_attn"].float()
+        if "image_rows" in image:            # the fused kernels read each caption's image row
+            image_rows, grid, grid_attn = rows, image["grid"], image["grid_attn"]
         else:
             image_rows, grid, grid_attn = None, image["grid"][rows], image["grid_attn"][rows]
         # No dropout on the word embeddings (as Xu et al. and the best-known tutorial): only the output
@@ -98,10 +131,6 @@ class AttentionLSTMDecoder(Decoder):
         word_gates = F.linear(words, self.cell.weight_ih[:, :embed_dim], self.cell.bias_ih + self.cell.bias_hh)
         # One tensor per step: slicing [B, T, 4H] at each step would cost a full-size zero gradient per step.
         word_gates, words = word_gates.unbind(0), words.unbind(0)
-        # The three products that read h as one, and its and the context's weight gradients summed once.
-        reads_h = StepWeight(torch.cat([self.hidden_attn.weight, self.gate.weight, self.cell.weight_hh]))
-        reads_context = StepWeight(self.cell.weight_ih[:, embed_dim:])
-        widths = [self.hidden_attn.out_features, self.gate.out_features, self.cell.weight_hh.shape[0]]
         outputs, contexts, word_rows, alphas, positions = [], [], [], [], []
         for t, n in enumerate(active):
             if n == 0:
@@ -114,11 +143,8 @@ class AttentionLSTMDecoder(Decoder):
                     grid, grid_attn = grid[:n], grid_attn[:n]
                 else:
                     image_rows = image_rows[:n]
-            query, gate, hidden_gates = reads_h(h).split(widths, dim=1)
-            context, alpha = self._attend(query + self.hidden_attn.bias, gate + self.gate.bias,
-                                          grid, grid_attn, image_rows)
-            gates = word_gates[t][:h.shape[0]] + reads_context(context) + hidden_gates
-            h, c = lstm_update(gates, c)                                  # nn.LSTMCell's gate order
+            h, c, context, alpha = self._lstm_step(image["weights"], word_gates[t][:h.shape[0]], h, c, grid,
+                                                   grid_attn, image_rows)
             outputs.append(h[:n])                                         # rows past their end are not scored
             contexts.append(context[:n])
             word_rows.append(words[t][:n])
