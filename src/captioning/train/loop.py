@@ -47,8 +47,8 @@ def parameter_groups(decoder: Decoder, p: TrainParams) -> list[dict]:
 
 
 def adam(groups: list[dict] | list[torch.nn.Parameter], device: torch.device) -> torch.optim.Adam:
-    """Adam as one fused kernel over all parameters on CPU and CUDA: on a 2-core CPU its update takes a
-    quarter of the time of PyTorch's default per-tensor-list update (bench/optimizer_step.py)."""
+    """Adam as one fused kernel over all parameters on CPU and CUDA: PyTorch's default updates lists of
+    tensors operator by operator, several times slower on CPU (bench/optimizer_step.py)."""
     return torch.optim.Adam(groups, fused=True if device.type in ("cpu", "cuda") else None)
 
 

@@ -8,7 +8,9 @@ output layer reading the hidden state, the context and the word.
 Speed on CPU (bench/attention_training.py): the grid is projected to the hidden width once per image
 (not once per caption or per step), the word half of the LSTM input and the output layer run as one
 matrix product over all steps, and the batch shrinks as captions end (sorted by length, as the
-best-known tutorial does), so no step is spent on padding.
+best-known tutorial does), so no step is spent on padding. Each step's products run on StepWeights
+(step_weights.py: the three that read h as one, weight gradients formed once after all steps), and the
+attention itself in fused kernels (fused_attention.py), on each row's image, never on copies of the grid.
 """
 from __future__ import annotations
 
@@ -53,13 +55,13 @@ class AttentionLSTMDecoder(Decoder):
             self.out = nn.Linear(c.hidden_dim, c.vocab_size)
         self._aux: torch.Tensor | float = 0.0
 
-    def _start(self, grid: torch.Tensor, rows: torch.Tensor | None = None) -> State:
+    def _start(self, grid: torch.Tensor, rows: torch.Tensor | None = None, stepwise: bool = True) -> State:
         """The per-image work, then (when `rows` is given) one state row per caption. Where the fused
         kernels run, the grid stays one row per image (in float32, what they read) and `image_rows` names
         each state row's image: sampling 5 captions per image or 3 beams does not copy the grid."""
         projected = self.project(grid)
         mean = grid.mean(dim=1)
-        state = {"grid": projected, "grid_attn": self.image_attn(projected), "weights": self._step_weights(),
+        state = {"grid": projected, "grid_attn": self.image_attn(projected), "weights": self._step_weights(stepwise),
                  "h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean))}
         if fuses(grid.device):
             state.update(grid=projected.float(), grid_attn=state["grid_attn"].float(),
@@ -73,14 +75,17 @@ class AttentionLSTMDecoder(Decoder):
         whole = {"weights", "grid", "grid_attn"} if "image_rows" in state else {"weights"}
         return {k: v if k in whole else v[index] for k, v in state.items()}
 
-    def _step_weights(self) -> dict[str, StepWeight]:
+    def _step_weights(self, stepwise: bool) -> dict[str, StepWeight]:
         """The weights each step multiplies by, for one pass (a batch, a sampling rollout): the three products
         that read h (attention query, context gate, LSTM) as one, and each weight's gradient formed once
-        after all steps (StepWeight)."""
+        after all steps (StepWeight). `stepwise` (decoding, sampling): the word's product is per step too;
+        teacher forcing runs it as one product over all steps."""
         embed_dim = self.embed.embedding_dim
-        return {"reads_h": StepWeight(torch.cat([self.hidden_attn.weight, self.gate.weight, self.cell.weight_hh])),
-                "reads_context": StepWeight(self.cell.weight_ih[:, embed_dim:]),
-                "reads_word": StepWeight(self.cell.weight_ih[:, :embed_dim])}
+        weights = {"reads_h": StepWeight(torch.cat([self.hidden_attn.weight, self.gate.weight, self.cell.weight_hh])),
+                   "reads_context": StepWeight(self.cell.weight_ih[:, embed_dim:])}
+        if stepwise:
+            weights["reads_word"] = StepWeight(self.cell.weight_ih[:, :embed_dim])
+        return weights
 
     def _lstm_step(self, weights: dict[str, StepWeight], word_gates: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
                    grid: torch.Tensor, grid_attn: torch.Tensor, image_rows: torch.Tensor | None):
@@ -118,7 +123,7 @@ class AttentionLSTMDecoder(Decoder):
     def forward(self, features: ImageFeatures, inputs: torch.Tensor) -> torch.Tensor:
         batch, steps = inputs.shape
         order, rows, active = longest_first(inputs, features.index)
-        image = self._start(features.grid)
+        image = self._start(features.grid, stepwise=False)
         h, c = image["h"][rows], image["c"][rows]                         # captions longest first
         if "image_rows" in image:            # the fused kernels read each caption's image row
             image_rows, grid, grid_attn = rows, image["grid"], image["grid_attn"]
