@@ -6,8 +6,9 @@ vocabulary 2,533, batch 64, Adam, clip 5. The plain loop is the well-known tutor
 stepped over the raw 1280-channel grid, the image-side attention projection computed per caption,
 random caption batches. The project's: image-grouped batches, the grid projected once per image,
 the batch shrinking as captions end, the word and output products over all steps at once, the
-attention's scores and context as fused kernels (models/decoders/fused_attention.py), and
-(train.precision: auto) bfloat16 matrix products on CPUs that have them natively.
+attention's scores and context as fused kernels (models/decoders/fused_attention.py), the three products
+that read h as one with the recurrent weights' gradients formed once after all steps
+(models/decoders/step_weights.py), and (train.precision: auto) bfloat16 matrix products on CPUs that have them natively.
 Each way times the same number of steps and reports seconds per epoch (s/step x the epoch's batches), and
 its share of the floor: the matrix products its steps run (counted by torch.utils.flop_counter, forward
 and backward) at this machine's rate for one large product in the same precision.
@@ -35,7 +36,6 @@ from captioning.models.decoders.top_down import TopDownDecoder  # noqa: E402
 from captioning.text.tokenizer import tokenize  # noqa: E402
 from captioning.train.captions import CaptionPairs, epoch_batches, image_grouped_batches  # noqa: E402
 from captioning.train.device import cpu_has_native_bf16, set_cpu_threads  # noqa: E402
-from captioning.train.loop import adam  # noqa: E402
 
 FLICKR = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "Flickr8k_text"
 VOCAB, CHANNELS, BATCH = 2533, 1280, 64
@@ -128,8 +128,7 @@ def main():
 
     config = DecoderConfig(VOCAB, CHANNELS, CHANNELS, 512, 512, 1, 0.5)      # the Flickr8k recipe's sizes
     decoders = {"soft_attention": SoftAttentionDecoder(config), "top_down": TopDownDecoder(config)}
-    optimisers = {name: adam([{"params": d.parameters(), "lr": 4e-4}], torch.device("cpu"))   # training's Adam
-                  for name, d in decoders.items()}
+    optimisers = {name: torch.optim.Adam(d.parameters(), 4e-4) for name, d in decoders.items()}
 
     def our_step(idx, bf16=False, name="soft_attention"):
         ours, ours_opt = decoders[name], optimisers[name]
@@ -172,7 +171,7 @@ def main():
     base, bucketed, ours_s = per_epoch[rows[0][0]], per_epoch[rows[1][0]], per_epoch[rows[-2][0]]
     print(f"ratio: top_down costs {per_epoch[rows[-1][0]] / ours_s:.2f}x the soft_attention decoder's time per epoch")
     print(f"ratio: the project's way ({rows[-2][0]}) is {base / ours_s:.1f}x faster per epoch than the plain loop, "
-          f"{bucketed / ours_s:.1f}x faster than the plain loop with length buckets")
+          f"{bucketed / ours_s:.2f}x faster than the plain loop with length buckets")
     print(f"ratio: fp32 against fp32, the project's way is {bucketed / per_epoch[rows[2][0]]:.2f}x the plain loop "
           "with length buckets")
 

@@ -36,7 +36,6 @@ from captioning.models.decoders.base import forbid_special_tokens  # noqa: E402
 from captioning.text.tokenizer import tokenize  # noqa: E402
 from captioning.text.vocabulary import SPECIALS, Vocabulary  # noqa: E402
 from captioning.train.device import autocast_context, cpu_has_native_bf16, set_cpu_threads  # noqa: E402
-from captioning.train.loop import adam  # noqa: E402
 from captioning.train.scst import draw_words, leave_one_out_advantage, reward_references, sample_captions, words_of  # noqa: E402
 
 FLICKR = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "Flickr8k_text"
@@ -154,7 +153,7 @@ def main():
             torch.manual_seed(0)
             decoder = make_decoder(args.decoder, vocab)
             decoder.train()
-            optimizer = adam([{"params": decoder.parameters(), "lr": 2e-4}], torch.device("cpu"))   # training's Adam
+            optimizer = torch.optim.Adam(decoder.parameters(), 2e-4)
             parts = time_way(decoder, optimizer, grid, reward, vocab, sampler, batch, args.images, bf16)
             totals.append((f"{way}, {batch} images per step", sum(parts.values())))
             cells = " | ".join(f"{v:.1f}" for v in [*parts.values(), totals[-1][1]])

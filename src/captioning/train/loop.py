@@ -46,12 +46,6 @@ def parameter_groups(decoder: Decoder, p: TrainParams) -> list[dict]:
     return groups
 
 
-def adam(groups: list[dict] | list[torch.nn.Parameter], device: torch.device) -> torch.optim.Adam:
-    """Adam as one fused kernel over all parameters on CPU and CUDA: PyTorch's default updates lists of
-    tensors operator by operator, several times slower on CPU (bench/optimizer_step.py)."""
-    return torch.optim.Adam(groups, fused=True if device.type in ("cpu", "cuda") else None)
-
-
 def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Vocabulary, p: TrainParams, seed: int,
                   device: torch.device, state_dir: Path, run_key: dict[str, str],
                   log: Optional[RunLog] = None) -> TrainResult:
@@ -59,7 +53,7 @@ def train_decoder(decoder: Decoder, train: SplitData, val: SplitData, vocab: Voc
     check_single_process(decoder, p)
     model = distributed.wrap(decoder, device)          # the decoder itself unless under torchrun
     distributed.seed_rank(seed)
-    optimizer = adam(parameter_groups(decoder, p), device)
+    optimizer = torch.optim.Adam(parameter_groups(decoder, p))
     steps_per_epoch = len(caption_batches(train, p, decoder, seed, 0))
     amp_dtype = autocast_dtype(device, p.precision)
     optimisation = Optimisation(optimizer, make_scheduler(optimizer, p.lr_schedule, steps_per_epoch * p.epochs),
