@@ -19,7 +19,7 @@ import torch
 
 from captioning.models.attached_encoder import active_encoder, keep_encoder_frozen_statistics, set_encoder_training
 from captioning.models.decoders import Decoder, ImageFeatures
-from captioning.models.decoders.base import forbid_special_tokens
+from captioning.models.decoders.base import forbid_special_tokens, worth_cutting
 from captioning.params import TrainParams
 from captioning.text.tokenizer import tokenize
 from captioning.text.vocabulary import Vocabulary
@@ -79,7 +79,7 @@ def sample_captions(decoder: Decoder, feats: ImageFeatures, samples: int, start_
         if not alive.any():
             tokens = tokens[:, :t + 1]
             break
-        if alive.sum() < 0.75 * len(rows):
+        if worth_cutting(int(alive.sum()), len(rows)):
             keep = alive.nonzero().squeeze(1)
             state, rows, token, alive = decoder.select(state, keep), rows[keep], token[keep], alive[keep]
     logprob = torch.zeros(n, device=device).index_add(0, torch.cat(step_rows), torch.cat(step_logprobs))

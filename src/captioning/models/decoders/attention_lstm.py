@@ -18,7 +18,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State, longest_first, lstm_update
+from captioning.models.decoders.base import (
+    Decoder,
+    DecoderConfig,
+    ImageFeatures,
+    State,
+    longest_first,
+    lstm_update,
+    worth_cutting,
+)
 from captioning.models.decoders.fused_attention import additive_scores, attention_context, fuses
 from captioning.models.decoders.step_weights import StepWeight
 
@@ -140,9 +148,8 @@ class AttentionLSTMDecoder(Decoder):
         for t, n in enumerate(active):
             if n == 0:
                 break
-            if n < 0.75 * h.shape[0]:
-                # Ended captions drop out, in a few large cuts: every cut of the [B, L, C] grid costs a
-                # full-size zero gradient in backward, so cutting at every step would cost more than it saves.
+            if worth_cutting(n, h.shape[0]):
+                # Ended captions drop out (on the per-caption grid, each cut costs a full-size zero gradient).
                 h, c = h[:n], c[:n]
                 if image_rows is None:
                     grid, grid_attn = grid[:n], grid_attn[:n]

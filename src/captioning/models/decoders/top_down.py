@@ -18,7 +18,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from captioning.models.decoders.base import Decoder, DecoderConfig, ImageFeatures, State, longest_first, lstm_update
+from captioning.models.decoders.base import (
+    Decoder,
+    DecoderConfig,
+    ImageFeatures,
+    State,
+    longest_first,
+    lstm_update,
+    worth_cutting,
+)
 
 
 class TopDownDecoder(Decoder):
@@ -78,7 +86,7 @@ class TopDownDecoder(Decoder):
         for t, n in enumerate(active):
             if n == 0:
                 break
-            if n < 0.75 * state["h1"].shape[0]:
+            if worth_cutting(n, state["h1"].shape[0]):
                 # Ended captions drop out in a few large cuts (each cut of the grid costs a zero gradient).
                 state = {k: v[:n] for k, v in state.items()}
             state, _ = self._advance(word_gates[:state["h1"].shape[0], t], state)
